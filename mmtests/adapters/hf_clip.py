@@ -1,0 +1,47 @@
+"""Hugging Face dual encoders (CLIPModel, SiglipModel, ...): hub ids or local directories."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from PIL import Image
+
+from .base import DualEncoder, ModelUnavailable
+
+
+def _features(output) -> torch.Tensor:
+    # transformers 5 returns a model output whose pooler_output holds the projected features.
+    return output if isinstance(output, torch.Tensor) else output.pooler_output
+
+
+class HFClipEncoder(DualEncoder):
+    def __init__(self, name: str, model: str, device: torch.device):
+        from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
+
+        self.name, self.device = name, device
+        try:
+            self.model = AutoModel.from_pretrained(model).to(device).eval()
+            self.image_processor = AutoImageProcessor.from_pretrained(model)
+            self._tokenizer = AutoTokenizer.from_pretrained(model)
+        except OSError as err:
+            raise ModelUnavailable(
+                f"Hugging Face model '{model}' is not available here ({str(err)[:300]}). Download it once "
+                "where the hub is reachable (huggingface-cli download), or set 'model' to a local directory."
+            ) from err
+        # SigLIP-style text towers pool the last position and were trained on max-length padding.
+        self._padding = "max_length" if "siglip" in self.model.config.model_type else True
+
+    def tokenizer(self, texts: list[str]):
+        return self._tokenizer(texts, padding=self._padding, truncation=True, return_tensors="pt")
+
+    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        return self.image_processor(list(images), return_tensors="pt")["pixel_values"]
+
+    def encode_image(self, pixels: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        feats = _features(self.model.get_image_features(pixel_values=pixels.to(self.device)))
+        return torch.nn.functional.normalize(feats, dim=-1) if normalize else feats
+
+    def encode_text(self, tokens, normalize: bool = False) -> torch.Tensor:
+        feats = _features(self.model.get_text_features(**tokens.to(self.device)))
+        return torch.nn.functional.normalize(feats, dim=-1) if normalize else feats

@@ -1,0 +1,1 @@
+"""Evaluation: pure functions of tensors and lists; no pytest, no model library."""

@@ -1,0 +1,72 @@
+"""Zero-shot classification metrics from image features and a text classifier."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class ZeroShotMetrics:
+    top1: float
+    top5: float | None  # only defined with at least 5 classes
+    mean_per_class_recall: float
+    per_class_recall: dict[str, float]  # classes absent from the labels are left out
+    n: int
+
+
+@dataclass(frozen=True)
+class PairedGain:
+    gain: float  # candidate top-1 minus baseline top-1, on the same images
+    stderr: float  # standard error of the paired difference
+    baseline: float
+    candidate: float
+    n: int
+
+
+def zero_shot_logits(image_features: torch.Tensor, classifier: torch.Tensor) -> torch.Tensor:
+    """Cosine logits: L2-normalised image features (N x D) against class embeddings (D x C)."""
+    feats = torch.nn.functional.normalize(image_features.float(), dim=-1)
+    return feats @ classifier.float()
+
+
+def correct_at_k(logits: torch.Tensor, labels: torch.Tensor, k: int = 1) -> torch.Tensor:
+    """Per-sample boolean: the true label is among the k highest logits."""
+    topk = logits.topk(k, dim=-1).indices
+    return (topk == labels[:, None]).any(dim=-1)
+
+
+def per_class_recall(logits: torch.Tensor, labels: torch.Tensor, classnames: list[str]) -> dict[str, float]:
+    """Recall (top-1) of each class present in `labels`."""
+    hits = correct_at_k(logits, labels, 1)
+    out = {}
+    for index, name in enumerate(classnames):
+        mask = labels == index
+        if mask.any():
+            out[name] = hits[mask].float().mean().item()
+    return out
+
+
+def zero_shot_metrics(logits: torch.Tensor, labels: torch.Tensor, classnames: list[str]) -> ZeroShotMetrics:
+    if logits.shape != (labels.shape[0], len(classnames)):
+        raise ValueError(f"logits {tuple(logits.shape)} do not match {labels.shape[0]} labels x {len(classnames)} classes")
+    recall = per_class_recall(logits, labels, classnames)
+    return ZeroShotMetrics(
+        top1=correct_at_k(logits, labels, 1).float().mean().item(),
+        top5=correct_at_k(logits, labels, 5).float().mean().item() if len(classnames) >= 5 else None,
+        mean_per_class_recall=sum(recall.values()) / len(recall),
+        per_class_recall=recall,
+        n=labels.shape[0],
+    )
+
+
+def paired_gain(candidate_logits: torch.Tensor, baseline_logits: torch.Tensor, labels: torch.Tensor) -> PairedGain:
+    """Top-1 gain of one prompt set over another on the same images, with its standard error."""
+    cand = correct_at_k(candidate_logits, labels, 1).float()
+    base = correct_at_k(baseline_logits, labels, 1).float()
+    diff = cand - base
+    n = diff.numel()
+    stderr = diff.std(unbiased=True).item() / math.sqrt(n) if n > 1 else float("nan")
+    return PairedGain(diff.mean().item(), stderr, base.mean().item(), cand.mean().item(), n)

@@ -1,0 +1,92 @@
+"""Measurements over a matrix, each computed once per session and shared by every test.
+
+Model loading and image embedding are the expensive steps: an encoder is loaded once, images of a
+dataset are embedded once per model, and each (model, dataset, prompt set) classifier once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import torch
+from tqdm.auto import tqdm
+
+from .adapters import DualEncoder, load_dual_encoder
+from .config import DatasetSpec, GainCheck, Matrix, ZeroShotCheck
+from .data.sources import class_names, load_images_and_labels
+from .evaluation.zero_shot import PairedGain, ZeroShotMetrics, paired_gain, zero_shot_logits, zero_shot_metrics
+
+
+@dataclass(frozen=True)
+class ImageFeatures:
+    features: torch.Tensor  # N x D, on CPU
+    labels: torch.Tensor  # N
+    classnames: tuple[str, ...]
+    seconds: float  # wall time of the embedding pass, data loading and preprocessing included
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class Workbench:
+    def __init__(self, matrix: Matrix, device: torch.device | None = None, batch_size: int = 256):
+        self.matrix = matrix
+        self.device = device or default_device()
+        self.batch_size = batch_size
+        # Per-instance caches; failures (e.g. ModelUnavailable) are cached too, so they are raised once per key.
+        self.encoder = cache(self._encoder)
+        self._dataset = cache(self._load_dataset)
+        self._features = cache(self._embed)
+        self._logits = cache(self._classify)
+
+    def _encoder(self, model: str) -> DualEncoder:
+        return load_dual_encoder(self.matrix.models[model], self.device)
+
+    def _load_dataset(self, images_key: tuple, name: str):
+        return load_images_and_labels(self.matrix.datasets[name])
+
+    def dataset(self, spec: DatasetSpec):
+        return self._dataset(spec.images_key, spec.name)
+
+    @torch.no_grad()
+    def _embed(self, model: str, images_key: tuple, dataset: str) -> torch.Tensor:
+        import time
+
+        encoder, ds = self.encoder(model), self._dataset(images_key, dataset)
+        column = self.matrix.datasets[dataset].image_column
+        start = time.perf_counter()
+        loader = torch.utils.data.DataLoader(
+            range(len(ds)), batch_size=self.batch_size,
+            collate_fn=lambda idx: encoder.preprocess(ds[idx[0]:idx[-1] + 1][column]),
+        )
+        chunks = []
+        with encoder.autocast():
+            for pixels in tqdm(loader, desc=f"embedding {dataset} with {model}", leave=False, disable=len(ds) < 5000):
+                chunks.append(encoder.encode_image(pixels, normalize=True).float().cpu())
+        return torch.cat(chunks), time.perf_counter() - start
+
+    def image_features(self, model: str, dataset: str) -> ImageFeatures:
+        spec = self.matrix.datasets[dataset]
+        ds = self.dataset(spec)
+        features, seconds = self._features(model, spec.images_key, spec.name)
+        return ImageFeatures(features, torch.tensor(ds[spec.label_column]), tuple(class_names(spec, ds)), seconds)
+
+    def _classify(self, model: str, dataset: str, prompt_set: str) -> torch.Tensor:
+        feats = self.image_features(model, dataset)
+        classifier = self.encoder(model).text_classifier(feats.classnames, self.matrix.prompt_sets[prompt_set].templates)
+        return zero_shot_logits(feats.features, classifier.cpu())
+
+    def zero_shot(self, check: ZeroShotCheck) -> ZeroShotMetrics:
+        feats = self.image_features(check.model, check.dataset)
+        logits = self._logits(check.model, check.dataset, check.prompt_set)
+        return zero_shot_metrics(logits, feats.labels, list(feats.classnames))
+
+    def prompt_gain(self, check: GainCheck) -> PairedGain:
+        labels = self.image_features(check.model, check.dataset).labels
+        return paired_gain(
+            self._logits(check.model, check.dataset, check.candidate),
+            self._logits(check.model, check.dataset, check.baseline),
+            labels,
+        )
