@@ -6,16 +6,20 @@ dataset are embedded once per model, and each (model, dataset, prompt set) class
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
+from typing import TypeVar
 
 import torch
 from tqdm.auto import tqdm
 
-from .adapters import DualEncoder, load_dual_encoder
+from .adapters import DualEncoder, ModelUnavailable, load_dual_encoder
 from .config import DatasetSpec, GainCheck, Matrix, ZeroShotCheck
-from .data.sources import class_names, load_images_and_labels
+from .data.sources import DatasetUnavailable, class_names, load_images_and_labels
 from .evaluation.zero_shot import PairedGain, ZeroShotMetrics, paired_gain, zero_shot_logits, zero_shot_metrics
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -24,6 +28,38 @@ class ImageFeatures:
     labels: torch.Tensor  # N
     classnames: tuple[str, ...]
     seconds: float  # wall time of the embedding pass, data loading and preprocessing included
+
+
+@torch.no_grad()
+def embed_images(encoder: DualEncoder, ds, column: str, batch_size: int = 256, desc: str = "embedding") -> torch.Tensor:
+    """L2-normalised image embeddings (N x D, CPU) of a dataset's image column, in order."""
+    loader = torch.utils.data.DataLoader(
+        range(len(ds)), batch_size=batch_size,
+        collate_fn=lambda idx: encoder.preprocess(ds[idx[0]:idx[-1] + 1][column]),
+    )
+    chunks = []
+    with encoder.autocast():
+        for pixels in tqdm(loader, desc=desc, leave=False, disable=len(ds) < 5000):
+            chunks.append(encoder.encode_image(pixels, normalize=True).float().cpu())
+    return torch.cat(chunks)
+
+
+def _memo(fn: Callable[..., T]) -> Callable[..., T]:
+    """Cache results *and* failures per arguments: a model that cannot be loaded is tried once."""
+    results: dict[tuple, tuple[bool, object]] = {}
+
+    def wrapper(*args):
+        if args not in results:
+            try:
+                results[args] = (True, fn(*args))
+            except (ModelUnavailable, DatasetUnavailable) as err:
+                results[args] = (False, err)
+        ok, value = results[args]
+        if not ok:
+            raise value
+        return value
+
+    return wrapper
 
 
 def default_device() -> torch.device:
@@ -35,11 +71,10 @@ class Workbench:
         self.matrix = matrix
         self.device = device or default_device()
         self.batch_size = batch_size
-        # Per-instance caches; failures (e.g. ModelUnavailable) are cached too, so they are raised once per key.
-        self.encoder = cache(self._encoder)
-        self._dataset = cache(self._load_dataset)
-        self._features = cache(self._embed)
-        self._logits = cache(self._classify)
+        self.encoder = _memo(self._encoder)
+        self._dataset = _memo(self._load_dataset)
+        self._features = _memo(self._embed)
+        self._logits = _memo(self._classify)
 
     def _encoder(self, model: str) -> DualEncoder:
         return load_dual_encoder(self.matrix.models[model], self.device)
@@ -50,22 +85,12 @@ class Workbench:
     def dataset(self, spec: DatasetSpec):
         return self._dataset(spec.images_key, spec.name)
 
-    @torch.no_grad()
-    def _embed(self, model: str, images_key: tuple, dataset: str) -> torch.Tensor:
-        import time
-
-        encoder, ds = self.encoder(model), self._dataset(images_key, dataset)
+    def _embed(self, model: str, images_key: tuple, dataset: str) -> tuple[torch.Tensor, float]:
+        ds = self._dataset(images_key, dataset)
         column = self.matrix.datasets[dataset].image_column
         start = time.perf_counter()
-        loader = torch.utils.data.DataLoader(
-            range(len(ds)), batch_size=self.batch_size,
-            collate_fn=lambda idx: encoder.preprocess(ds[idx[0]:idx[-1] + 1][column]),
-        )
-        chunks = []
-        with encoder.autocast():
-            for pixels in tqdm(loader, desc=f"embedding {dataset} with {model}", leave=False, disable=len(ds) < 5000):
-                chunks.append(encoder.encode_image(pixels, normalize=True).float().cpu())
-        return torch.cat(chunks), time.perf_counter() - start
+        features = embed_images(self.encoder(model), ds, column, self.batch_size, desc=f"embedding {dataset} with {model}")
+        return features, time.perf_counter() - start
 
     def image_features(self, model: str, dataset: str) -> ImageFeatures:
         spec = self.matrix.datasets[dataset]

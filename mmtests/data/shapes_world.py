@@ -36,8 +36,8 @@ POSITIONS = (
 SPLIT_SEEDS = {"train": 0, "test": 1, "heldout": 2}
 IMAGE_SIZE = 64
 _SUPERSAMPLE = 4
-MAIN_RADIUS = (13.0, 20.0)
-DISTRACTOR_RADIUS = (6.0, 9.0)
+MAIN_RADIUS = (16.0, 24.0)
+DISTRACTOR_RADIUS = (7.0, 10.0)
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def _background(rng: np.random.Generator) -> np.ndarray:
     base = rng.uniform(80, 140)
     yy, xx = np.mgrid[0:IMAGE_SIZE, 0:IMAGE_SIZE].astype(np.float32) / IMAGE_SIZE
     gx, gy = rng.uniform(-20, 20, size=2)
-    noise = rng.normal(0, 10, size=(IMAGE_SIZE // 4, IMAGE_SIZE // 4)).astype(np.float32)
+    noise = rng.normal(0, 6, size=(IMAGE_SIZE // 4, IMAGE_SIZE // 4)).astype(np.float32)
     noise = np.kron(noise, np.ones((4, 4), np.float32))
     grey = base + gx * (xx - 0.5) + gy * (yy - 0.5) + noise + rng.normal(0, 3, size=xx.shape)
     return np.repeat(grey[..., None], 3, axis=2)
@@ -152,36 +152,32 @@ def render_scene(seed: int, split: str) -> tuple[np.ndarray, list[ShapeObject], 
 
 
 def captions(objects: list[ShapeObject], rng: np.random.Generator, count: int = 8) -> list[str]:
-    """Sentence captions; every mention carries a size word, as people describe such scenes."""
+    """Sentence captions; every mention of an object carries a size word, as people describe scenes."""
     main, distractors = objects[0], objects[1:]
-    big = ("big", "large")
-    small = ("small", "little")
 
     def pick(options):
         return options[rng.integers(len(options))]
 
     out = []
     for _ in range(count):
-        b, where = pick(big), position_word(main.cx, main.cy)
-        main_only = [
-            f"a photo of a {b} {main.colour} {main.shape}.",
-            f"a {b} {main.colour} {main.shape}.",
-            f"a {b} {main.colour} {main.shape} in the {where}.",
-            f"a picture of a {b} {main.shape}.",
-            f"there is a {b} {main.colour} shape in the {where}.",
-            f"a {b} {main.shape} in the {where}.",
-        ]
-        if distractors and rng.random() < 0.6:
-            d = pick(distractors)
-            sm = pick(small)
-            options = [
-                f"a {b} {main.colour} {main.shape} and a {sm} {d.colour} {d.shape}.",
-                f"a {sm} {d.colour} {d.shape} next to a {b} {main.colour} {main.shape}.",
+        b, c, s = pick(("big", "large")), main.colour, main.shape
+        if distractors and rng.random() < 0.5:
+            d, sm = pick(distractors), pick(("small", "little"))
+            options = (
+                f"a {b} {c} {s} and a {sm} {d.colour} {d.shape}.",
+                f"a {sm} {d.colour} {d.shape} next to a {b} {c} {s}.",
                 f"a photo of a {sm} {d.colour} {d.shape}.",
-                f"a {sm} {d.shape} near a {b} {main.shape}.",
-            ]
+                f"a {sm} {d.shape} near a {b} {s}.",
+            )
         else:
-            options = main_only
+            options = (
+                f"a photo of a {b} {c} {s}.",
+                f"a {b} {c} {s}.",
+                f"a picture of a {b} {s}.",
+                f"a {b} {s}.",
+                f"a {b} {c} {s} in the {position_word(main.cx, main.cy)}.",
+                f"there is a {b} {c} shape.",
+            )
         out.append(pick(options))
     return out
 
@@ -190,7 +186,8 @@ SPLIT_SIZES = {"train": 40000, "test": 2000, "heldout": 1000}
 
 
 def _features():
-    from datasets import ClassLabel, Features, Image as ImageFeature, List, Value
+    from datasets import ClassLabel, Features, List, Value
+    from datasets import Image as ImageFeature
 
     box = List(Value("int16"), length=4)
     return Features({
@@ -226,7 +223,7 @@ def build_split(split: str, size: int | None = None):
         rows["position"].append(position_word(main.cx, main.cy))
         rows["radius"].append(main.radius)
         rows["distractors"].append(
-            [{"shape": o.shape, "colour": o.colour, "bbox": b} for o, b in zip(objects[1:], boxes[1:])]
+            [{"shape": o.shape, "colour": o.colour, "bbox": b} for o, b in zip(objects[1:], boxes[1:], strict=True)]
         )
         rows["captions"].append(captions(objects, np.random.default_rng([SPLIT_SEEDS[split], i, 1])))
     return Dataset.from_dict(rows, features=_features())

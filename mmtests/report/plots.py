@@ -26,7 +26,7 @@ def accuracy_by_prompt_set(rows: list[dict], out: Path) -> Path | None:
         xs = [i + (j - (len(prompt_sets) - 1) / 2) * width for i, v in enumerate(groups.values()) if ps in v]
         ys = [v[ps]["value"] for v in groups.values() if ps in v]
         ax.bar(xs, ys, width, label=ps, color=colours(j % 10))
-        for x, v in zip(xs, [v for v in groups.values() if ps in v]):
+        for x, v in zip(xs, [v for v in groups.values() if ps in v], strict=True):
             if v[ps].get("threshold") is not None:
                 ax.hlines(v[ps]["threshold"], x - width / 2, x + width / 2, colors="black", linewidth=1.5)
     ax.set_xticks(range(len(groups)), [f"{m}\n{d}" for m, d in groups], fontsize=8)
