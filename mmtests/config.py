@@ -37,6 +37,7 @@ class DatasetSpec:
     classnames: tuple[str, ...] | None = None  # None: the label column's ClassLabel names
     size: int | None = None  # shapes world only: number of images
     limit: int | None = None  # evaluate the first `limit` rows only
+    description: str = ""  # one line for the report: what this dataset probes
 
     @property
     def images_key(self) -> tuple:
@@ -213,6 +214,7 @@ def load_matrix(path: str | Path | None = None) -> Matrix:
             name=name, source=source, path=_resolve(base, d.get("path", "")), split=d.get("split", "test"),
             label_column=d["label_column"], image_column=d.get("image_column", "image"),
             classnames=_classnames(d.get("classnames"), where, problems), size=d.get("size"), limit=d.get("limit"),
+            description=d.get("description", ""),
         )
 
     for name, p in raw.get("prompt_sets", {}).items():

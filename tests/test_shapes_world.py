@@ -72,3 +72,22 @@ def test_dataset_has_class_labels_bbox_and_captions():
 def test_unknown_split_is_a_clear_error():
     with pytest.raises(ValueError, match="known: train, test, heldout"):
         sw.build_split("validation", 1)
+
+
+# sha256 of 5 scenes per split (pixels and captions), per WORLD_VERSION.
+WORLD_DIGESTS = {1: "9346f9da80f7c03339269830b6da677992892172a97caa0e3bafa6d942e61d8b"}
+
+
+def test_rendering_matches_the_world_version_digest():
+    import hashlib
+
+    h = hashlib.sha256()
+    for split in ("train", "test", "heldout"):
+        for i in range(5):
+            image, objects, _ = sw.render_scene(i, split)
+            h.update(image.tobytes())
+            h.update(repr(sw.captions(objects, np.random.default_rng(i))).encode())
+    assert h.hexdigest() == WORLD_DIGESTS.get(sw.WORLD_VERSION), (
+        "the shapes world renders differently from what WORLD_VERSION promises: bump WORLD_VERSION in "
+        f"mmtests/data/shapes_world.py and record {h.hexdigest()} in WORLD_DIGESTS (and retrain the zoo)"
+    )

@@ -34,6 +34,9 @@ POSITIONS = (
     ("bottom left", "bottom", "bottom right"),
 )
 SPLIT_SEEDS = {"train": 0, "test": 1, "heldout": 2}
+# Bump when rendered pixels or captions change: it names the on-disk cache, and a test pins a
+# digest of sample scenes to it, so a stale cache can never be mistaken for the current world.
+WORLD_VERSION = 1
 IMAGE_SIZE = 64
 _SUPERSAMPLE = 4
 MAIN_RADIUS = (16.0, 24.0)
@@ -229,15 +232,8 @@ def build_split(split: str, size: int | None = None):
     return Dataset.from_dict(rows, features=_features())
 
 
-def _generator_version() -> str:
-    import hashlib
-    from pathlib import Path
-
-    return hashlib.sha1(Path(__file__).read_bytes()).hexdigest()[:12]
-
-
 def load_split(split: str, size: int | None = None, cache_dir: str | None = None):
-    """A split from the on-disk cache, generated on first use (keyed by this module's content)."""
+    """A split from the on-disk cache (`MMTESTS_CACHE`, default ~/.cache/mmtests), generated on first use."""
     import os
     from pathlib import Path
 
@@ -245,7 +241,7 @@ def load_split(split: str, size: int | None = None, cache_dir: str | None = None
 
     size = SPLIT_SIZES.get(split, 0) if size is None else size
     root = Path(cache_dir or os.environ.get("MMTESTS_CACHE", Path.home() / ".cache" / "mmtests"))
-    path = root / f"shapes-{_generator_version()}" / f"{split}-{size}"
+    path = root / f"shapes-v{WORLD_VERSION}" / f"{split}-{size}"
     if not (path / "dataset_info.json").exists():
         build_split(split, size).save_to_disk(str(path))
     return load_from_disk(str(path))

@@ -63,6 +63,12 @@ def zero_shot(run: Run) -> str:
     return _table(rows, ["model", "dataset", *prompt_sets])
 
 
+def datasets(run: Run) -> str:
+    described = {f["dataset"]: f.get("dataset_description") for f in run.select("zero_shot", "top1")}
+    rows = [[name, text] for name, text in sorted(described.items()) if text]
+    return _table(rows, ["dataset", "what it measures"]) if rows else ""
+
+
 def secondary_metrics(run: Run) -> str:
     extra = {(f["test_id"], f["metric"]): f for f in run.select("zero_shot") if f["metric"] != "top1"}
     rows = []
@@ -90,3 +96,16 @@ def prompt_gains(run: Run) -> str:
 def skipped(run: Run) -> str:
     rows = [[f["test_id"], f.get("reason", "")] for f in run.figures if f["outcome"] == "skip"]
     return _table(rows, ["check", "why it was skipped"]) if rows else "Nothing was skipped for lack of weights or data."
+
+
+def benchmarks(data: dict | None) -> str:
+    """pytest-benchmark JSON: one row per benchmark with its median time and derived throughput."""
+    if not data or not data.get("benchmarks"):
+        return "No benchmark results in this run (run `pytest benchmarks --benchmark-json FILE`)."
+    rows = [
+        [b["name"], b["stats"]["median"] * 1000, b["stats"]["rounds"], b.get("extra_info", {}).get("images_per_s")]
+        for b in data["benchmarks"]
+    ]
+    machine = data.get("machine_info", {})
+    note = f"Machine: {machine.get('cpu', {}).get('brand_raw', machine.get('processor', '?'))}."
+    return note + "\n\n" + _table(rows, ["benchmark", "median (ms)", "rounds", "images/s"])

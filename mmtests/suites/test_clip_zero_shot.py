@@ -9,7 +9,8 @@ def test_zero_shot_top1(zero_shot_check, mm):
     c = zero_shot_check
     metrics = mm.available(mm.workbench.zero_shot, c, test_id=c.id, suite="zero_shot")
     where = dict(suite="zero_shot", test_id=c.id, model=c.model, dataset=c.dataset, prompt_set=c.prompt_set)
-    mm.records.figure(metric="top1", value=metrics.top1, threshold=c.min_top1, n=metrics.n, **where)
+    mm.records.figure(metric="top1", value=metrics.top1, threshold=c.min_top1, n=metrics.n,
+                      dataset_description=mm.matrix.datasets[c.dataset].description, **where)
     mm.records.figure(metric="top5", value=metrics.top5, **where)
     mm.records.figure(metric="mean_per_class_recall", value=metrics.mean_per_class_recall,
                       per_class=metrics.per_class_recall, **where)
