@@ -37,6 +37,11 @@ def test_tokenizers_agree(encoders):
     assert (open_clip_tokens[:, width:] == 0).all()
 
 
+def test_batched_preprocessing_equals_the_transform_image_by_image(encoders, images):
+    per_image = torch.stack([encoders[0]._preprocess(im) for im in images])
+    assert torch.equal(encoders[0].preprocess(images), per_image)
+
+
 def test_preprocessing_agrees(encoders, images):
     torch.testing.assert_close(encoders[0].preprocess(images), encoders[1].preprocess(images), atol=1e-5, rtol=0)
 
