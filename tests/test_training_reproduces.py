@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.mark.slow
 def test_retraining_reaches_the_default_thresholds(tmp_path):
-    subprocess.run([sys.executable, str(ROOT / "fixtures" / "train_tiny_clip.py"), "--seed", "0", "--out", str(tmp_path)],
+    subprocess.run([sys.executable, str(ROOT / "fixtures" / "train_tiny_clip.py"), "--seed", "1", "--out", str(tmp_path)],
                    check=True)
     default = load_matrix()
     matrix = tmp_path / "matrix.toml"
