@@ -6,7 +6,6 @@ dataset are embedded once per model, and each (model, dataset, prompt set) class
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -27,7 +26,6 @@ class ImageFeatures:
     features: torch.Tensor  # N x D, on CPU
     labels: torch.Tensor  # N
     classnames: tuple[str, ...]
-    seconds: float  # wall time of the embedding pass, data loading and preprocessing included
 
 
 @torch.no_grad()
@@ -86,18 +84,16 @@ class Workbench:
     def dataset(self, spec: DatasetSpec):
         return self._dataset(spec.images_key, spec.name)
 
-    def _embed(self, model: str, images_key: tuple, dataset: str) -> tuple[torch.Tensor, float]:
+    def _embed(self, model: str, images_key: tuple, dataset: str) -> torch.Tensor:
         ds = self._dataset(images_key, dataset)
         column = self.matrix.datasets[dataset].image_column
-        start = time.perf_counter()
-        features = embed_images(self.encoder(model), ds, column, self.batch_size, desc=f"embedding {dataset} with {model}")
-        return features, time.perf_counter() - start
+        return embed_images(self.encoder(model), ds, column, self.batch_size, desc=f"embedding {dataset} with {model}")
 
     def image_features(self, model: str, dataset: str) -> ImageFeatures:
         spec = self.matrix.datasets[dataset]
         ds = self.dataset(spec)
-        features, seconds = self._features(model, spec.images_key, spec.name)
-        return ImageFeatures(features, torch.tensor(ds[spec.label_column]), tuple(class_names(spec, ds)), seconds)
+        features = self._features(model, spec.images_key, spec.name)
+        return ImageFeatures(features, torch.tensor(ds[spec.label_column]), tuple(class_names(spec, ds)))
 
     def _classify(self, model: str, dataset: str, prompt_set: str) -> torch.Tensor:
         feats = self.image_features(model, dataset)
