@@ -19,16 +19,18 @@ def accuracy_by_prompt_set(rows: list[dict], out: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     prompt_sets = sorted({p for v in groups.values() for p in v}, key=lambda p: (p != "bare", p))
-    width = 0.8 / len(prompt_sets)
+    colour_of = {p: plt.get_cmap("tab10")(j % 10) for j, p in enumerate(prompt_sets)}
+    width = 0.8 / max(len(v) for v in groups.values())
     fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(groups) + 2), 4.2))
-    colours = plt.get_cmap("tab10")
-    for j, ps in enumerate(prompt_sets):
-        xs = [i + (j - (len(prompt_sets) - 1) / 2) * width for i, v in enumerate(groups.values()) if ps in v]
-        ys = [v[ps]["value"] for v in groups.values() if ps in v]
-        ax.bar(xs, ys, width, label=ps, color=colours(j % 10))
-        for x, v in zip(xs, [v for v in groups.values() if ps in v], strict=True):
-            if v[ps].get("threshold") is not None:
-                ax.hlines(v[ps]["threshold"], x - width / 2, x + width / 2, colors="black", linewidth=1.5)
+    labelled: set[str] = set()
+    for i, figures in enumerate(groups.values()):
+        present = [p for p in prompt_sets if p in figures]  # bars side by side, no gaps for absent sets
+        for j, ps in enumerate(present):
+            x = i + (j - (len(present) - 1) / 2) * width
+            ax.bar(x, figures[ps]["value"], width, color=colour_of[ps], label=None if ps in labelled else ps)
+            labelled.add(ps)
+            if figures[ps].get("threshold") is not None:
+                ax.hlines(figures[ps]["threshold"], x - width / 2, x + width / 2, colors="black", linewidth=1.5)
     ax.set_xticks(range(len(groups)), [f"{m}\n{d}" for m, d in groups], fontsize=8)
     ax.set_ylabel("zero-shot top-1")
     ax.set_ylim(0, 1.05)
