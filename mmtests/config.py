@@ -114,18 +114,22 @@ def _resolve(base: Path, value: str) -> str:
     return prefix + str(candidate.resolve()) if candidate.exists() else value
 
 
+def _open_clip_list(value: str, key: str, example: str, where: str, problems: list[str]) -> list | None:
+    """A list named 'open_clip:<NAME>' from open_clip.zero_shot_metadata, or None (problem noted)."""
+    from open_clip import zero_shot_metadata
+
+    found = getattr(zero_shot_metadata, value.split(":", 1)[1], None)
+    if found is None:
+        problems.append(f"{where}: {key} {value!r} is not a list in open_clip.zero_shot_metadata (e.g. open_clip:{example})")
+    return found
+
+
 def _classnames(value, where: str, problems: list[str]) -> tuple[str, ...] | None:
     if value is None:
         return None
     if isinstance(value, str) and value.startswith("open_clip:"):
-        from open_clip import zero_shot_metadata
-
-        names = getattr(zero_shot_metadata, value.split(":", 1)[1], None)
-        if names is None:
-            problems.append(f"{where}: classnames {value!r} is not a list in open_clip.zero_shot_metadata "
-                            "(e.g. open_clip:IMAGENET_CLASSNAMES)")
-            return None
-        return tuple(names)
+        names = _open_clip_list(value, "classnames", "IMAGENET_CLASSNAMES", where, problems)
+        return tuple(names) if names is not None else None
     if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
         return tuple(value)
     problems.append(f"{where}: classnames must be a list of strings or 'open_clip:<NAME>'")
@@ -134,14 +138,8 @@ def _classnames(value, where: str, problems: list[str]) -> tuple[str, ...] | Non
 
 def _templates(value, where: str, problems: list[str]) -> tuple[str, ...]:
     if isinstance(value, str) and value.startswith("open_clip:"):
-        from open_clip import zero_shot_metadata
-
-        names = getattr(zero_shot_metadata, value.split(":", 1)[1], None)
-        if names is None:
-            problems.append(f"{where}: templates {value!r} is not in open_clip.zero_shot_metadata "
-                            "(e.g. open_clip:OPENAI_IMAGENET_TEMPLATES)")
-            return ()
-        return tuple(t("{}") for t in names)
+        templates = _open_clip_list(value, "templates", "OPENAI_IMAGENET_TEMPLATES", where, problems)
+        return tuple(t("{}") for t in templates) if templates is not None else ()
     if not (isinstance(value, list) and value and all(isinstance(t, str) for t in value)):
         problems.append(f"{where}: templates must be a non-empty list of strings or 'open_clip:<NAME>'")
         return ()
