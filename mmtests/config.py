@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.toml")
-BACKENDS = ("open_clip", "hf_clip")
+BACKENDS = ("open_clip", "hf_clip", "llava")
+DUAL_ENCODERS = ("open_clip", "hf_clip")
+QUESTION_SOURCES = ("shapes", "columns")
 SOURCES = ("shapes", "hf", "imagefolder", "parquet")
 
 
@@ -24,6 +26,13 @@ class ModelSpec:
     backend: str  # one of BACKENDS
     model: str  # open_clip config name or "local-dir:<dir>"; HF hub id or local directory
     pretrained: str | None = None  # open_clip pretrained tag or weights file
+    dtype: str | None = None  # llava: torch dtype name; default bfloat16/float16 on CUDA, float32 on CPU
+    padding_side: str = "left"  # llava: batched generation padding (right padding breaks decoder-only batches)
+    generation: tuple[tuple[str, object], ...] = ()  # llava: extra generate() settings, e.g. sampling
+
+    @property
+    def is_vlm(self) -> bool:
+        return self.backend == "llava"
 
 
 @dataclass(frozen=True)
@@ -32,7 +41,7 @@ class DatasetSpec:
     source: str  # one of SOURCES
     path: str  # HF dataset name, or a local directory / parquet file; "" for the shapes world
     split: str
-    label_column: str
+    label_column: str | None  # needed by zero-shot checks; question sets may do without
     image_column: str = "image"
     classnames: tuple[str, ...] | None = None  # None: the label column's ClassLabel names
     size: int | None = None  # shapes world only: number of images
@@ -76,6 +85,76 @@ class GainCheck:
         return f"{self.model}/{self.dataset}/{self.candidate}-vs-{self.baseline}"
 
 
+@dataclass(frozen=True)
+class QuestionSet:
+    name: str
+    dataset: str  # a [datasets] entry: images, and ground truth for questions = "shapes"
+    questions: str  # one of QUESTION_SOURCES
+    images: int | None = None  # first N images of the dataset
+    max_new_tokens: int = 24
+    synonyms: tuple[tuple[str, str], ...] = ()  # (said, meant) pairs for answer matching
+    question_column: str = "question"  # questions = "columns"
+    answer_column: str = "answer"
+    kind_column: str | None = None  # per-question kind; for kind = "pope", the POPE set (e.g. POPE's "category")
+    kind: str = "pope"  # kind of every question ("pope": yes/no questions scored as POPE)
+    bbox_column: str | None = None  # x0, y0, x1, y1 in pixels of what the question is about (localization)
+
+
+@dataclass(frozen=True)
+class AnswerCheck:
+    model: str
+    question_set: str
+    min_accuracy: tuple[tuple[str, float], ...]  # per question kind; kinds not listed are reported only
+
+    @property
+    def id(self) -> str:
+        return f"{self.model}/{self.question_set}"
+
+
+@dataclass(frozen=True)
+class PopeCheck:
+    model: str
+    question_set: str
+    min_f1: float | None
+    max_yes_ratio_gap: float | None
+
+    @property
+    def id(self) -> str:
+        return f"{self.model}/{self.question_set}"
+
+
+@dataclass(frozen=True)
+class StabilityCheck:
+    model: str
+    question_set: str
+    single_sample: int  # questions re-asked one at a time, compared with the batched answers
+    max_repeated_ngram: float  # per answer, share of repeated bigrams
+    min_finished: float = 0.95  # share of answers that end with EOS before max_new_tokens
+
+    @property
+    def id(self) -> str:
+        return f"{self.model}/{self.question_set}"
+
+
+@dataclass(frozen=True)
+class AttentionCheck:
+    model: str
+    question_set: str
+    kind: str  # the question kind whose answer position is analysed
+    samples: int
+    control: str | None  # a model measured the same way, for comparison (stage-1-only, untrained...)
+    row_sum_tolerance: float = 1e-3
+    min_inside_outside: float | None = None  # mean attention inside the box / outside, mean over layers and heads
+    min_pointing_hit: float | None = None  # top patch inside the box, mean over layers and heads map
+    min_margin_over_control: float | None = None  # inside/outside ratio above the control's
+    min_image_share: float | None = None  # image tokens' share of the answer position's attention
+    max_sink_share: float | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.model}/{self.question_set}/{self.kind}"
+
+
 @dataclass
 class Matrix:
     path: Path
@@ -84,6 +163,11 @@ class Matrix:
     prompt_sets: dict[str, PromptSet] = field(default_factory=dict)
     zero_shot: list[ZeroShotCheck] = field(default_factory=list)
     prompt_gain: list[GainCheck] = field(default_factory=list)
+    question_sets: dict[str, QuestionSet] = field(default_factory=dict)
+    answers: list[AnswerCheck] = field(default_factory=list)
+    pope: list[PopeCheck] = field(default_factory=list)
+    stability: list[StabilityCheck] = field(default_factory=list)
+    attention: list[AttentionCheck] = field(default_factory=list)
 
     def narrowed(self, models: list[str] | None, datasets: list[str] | None) -> Matrix:
         """The same matrix restricted to the named models and datasets (None keeps all)."""
@@ -93,6 +177,11 @@ class Matrix:
             raise ConfigError("\n".join(problems))
         keep_m = set(models or self.models)
         keep_d = set(datasets or self.datasets)
+        keep_q = {n for n, q in self.question_sets.items() if q.dataset in keep_d}
+
+        def vlm(checks):
+            return [c for c in checks if c.model in keep_m and c.question_set in keep_q]
+
         return Matrix(
             path=self.path,
             models={k: v for k, v in self.models.items() if k in keep_m},
@@ -100,6 +189,8 @@ class Matrix:
             prompt_sets=self.prompt_sets,
             zero_shot=[c for c in self.zero_shot if c.model in keep_m and c.dataset in keep_d],
             prompt_gain=[c for c in self.prompt_gain if c.model in keep_m and c.dataset in keep_d],
+            question_sets={k: v for k, v in self.question_sets.items() if k in keep_q},
+            answers=vlm(self.answers), pope=vlm(self.pope), stability=vlm(self.stability), attention=vlm(self.attention),
         )
 
 
@@ -160,11 +251,15 @@ def _threshold(entry: dict, key: str, where: str, problems: list[str], lo: float
 
 
 def _models_of(entry: dict, models: dict, where: str, problems: list[str]) -> list[str]:
-    names = entry.get("models", list(models))
+    """Dual encoders a CLIP check runs on: those named, or every dual encoder of the matrix."""
+    names = entry.get("models", [n for n, m in models.items() if not m.is_vlm])
     for n in names:
         if n not in models:
             problems.append(f"{where}: {_unknown('model', n, models, 'models')}")
-    return [n for n in names if n in models]
+        elif models[n].is_vlm:
+            problems.append(f"{where}: model {n!r} is a vision-language model (backend 'llava'); "
+                            f"zero-shot and prompt-gain checks need a dual encoder ({', '.join(DUAL_ENCODERS)})")
+    return [n for n in names if n in models and not models[n].is_vlm]
 
 
 def load_matrix(path: str | Path | None = None) -> Matrix:
@@ -179,7 +274,8 @@ def load_matrix(path: str | Path | None = None) -> Matrix:
     base = path.parent
     problems: list[str] = []
     matrix = Matrix(path=path)
-    known_sections = {"models", "datasets", "prompt_sets", "zero_shot", "prompt_gain"}
+    known_sections = {"models", "datasets", "prompt_sets", "zero_shot", "prompt_gain", "question_sets", "answers",
+                      "pope", "stability", "attention"}
     for key in raw:
         if key not in known_sections:
             problems.append(f"{path.name}: unknown section [{key}] (known: {', '.join(sorted(known_sections))})")
@@ -193,8 +289,15 @@ def load_matrix(path: str | Path | None = None) -> Matrix:
             problems.append(f"{where}: missing 'model' (open_clip config name or local-dir:, HF id or directory)")
             continue
         pretrained = m.get("pretrained")
+        if m.get("padding_side", "left") not in ("left", "right"):
+            problems.append(f"{where}: padding_side = {m['padding_side']!r} must be 'left' or 'right'")
+        if not isinstance(m.get("generation", {}), dict):
+            problems.append(f"{where}: generation must be a table of generate() settings, e.g. {{temperature = 0.7}}")
+            continue
         matrix.models[name] = ModelSpec(name, m["backend"], _resolve(base, m["model"]),
-                                        _resolve(base, pretrained) if pretrained else None)
+                                        _resolve(base, pretrained) if pretrained else None, dtype=m.get("dtype"),
+                                        padding_side=m.get("padding_side", "left"),
+                                        generation=tuple(sorted(m.get("generation", {}).items())))
 
     for name, d in raw.get("datasets", {}).items():
         where = f"[datasets.{name}]"
@@ -205,12 +308,12 @@ def load_matrix(path: str | Path | None = None) -> Matrix:
         if source != "shapes" and not isinstance(d.get("path"), str):
             problems.append(f"{where}: source {source!r} needs 'path' (dataset name, directory or parquet file)")
             continue
-        if not isinstance(d.get("label_column"), str):
-            problems.append(f"{where}: missing 'label_column' (the column holding class indices)")
+        if not isinstance(d.get("label_column", ""), str):
+            problems.append(f"{where}: label_column must be a column name")
             continue
         matrix.datasets[name] = DatasetSpec(
             name=name, source=source, path=_resolve(base, d.get("path", "")), split=d.get("split", "test"),
-            label_column=d["label_column"], image_column=d.get("image_column", "image"),
+            label_column=d.get("label_column"), image_column=d.get("image_column", "image"),
             classnames=_classnames(d.get("classnames"), where, problems), size=d.get("size"), limit=d.get("limit"),
             description=d.get("description", ""),
         )
@@ -223,6 +326,9 @@ def load_matrix(path: str | Path | None = None) -> Matrix:
         ds, ps = z.get("dataset"), z.get("prompt_set")
         if ds not in matrix.datasets:
             problems.append(f"{where}: {_unknown('dataset', str(ds), matrix.datasets, 'dataset')}")
+        elif matrix.datasets[ds].label_column is None:
+            problems.append(f"[datasets.{ds}]: missing 'label_column' (the column holding class indices), "
+                            f"needed by {where}")
         if ps not in matrix.prompt_sets:
             problems.append(f"{where}: {_unknown('prompt set', str(ps), matrix.prompt_sets, 'prompt_set')}")
         threshold = _threshold(z, "min_top1", where, problems)
@@ -241,6 +347,107 @@ def load_matrix(path: str | Path | None = None) -> Matrix:
         for model in _models_of(g, matrix.models, where, problems):
             matrix.prompt_gain.append(GainCheck(model, ds, g.get("baseline"), g.get("candidate"), threshold))
 
+    _read_vlm_sections(raw, matrix, base, problems)
     if problems:
         raise ConfigError(f"{path}:\n  " + "\n  ".join(problems))
     return matrix
+
+
+def _vlm_models_of(entry: dict, matrix: Matrix, where: str, problems: list[str], key: str = "models") -> list[str]:
+    vlms = {n: m for n, m in matrix.models.items() if m.is_vlm}
+    names = entry.get(key, list(vlms)) if key == "models" else [entry[key]] if entry.get(key) else []
+    for n in names:
+        if n in matrix.models and n not in vlms:
+            problems.append(f"{where}: model {n!r} has backend {matrix.models[n].backend!r}; {key} needs backend 'llava'")
+        elif n not in matrix.models:
+            problems.append(f"{where}: {_unknown('model', n, vlms, key)}")
+    return [n for n in names if n in vlms]
+
+
+def _number(entry: dict, key: str, where: str, problems: list[str], default=None, lo: float = 0.0, hi: float = 1.0):
+    value = entry.get(key, default)
+    if value is not None and (not isinstance(value, (int, float)) or not lo <= value <= hi):
+        problems.append(f"{where}: {key} = {value!r} must be a number in [{lo:g}, {hi:g}]")
+        return default
+    return value
+
+
+def _read_vlm_sections(raw: dict, matrix: Matrix, base: Path, problems: list[str]) -> None:
+    for name, q in raw.get("question_sets", {}).items():
+        where = f"[question_sets.{name}]"
+        if q.get("dataset") not in matrix.datasets:
+            problems.append(f"{where}: {_unknown('dataset', str(q.get('dataset')), matrix.datasets, 'dataset')}")
+            continue
+        if q.get("questions") not in QUESTION_SOURCES:
+            problems.append(f"{where}: questions = {q.get('questions')!r} must be one of {', '.join(QUESTION_SOURCES)} "
+                            "('shapes': generated from shapes-world ground truth; 'columns': read from the dataset)")
+            continue
+        if q["questions"] == "shapes" and matrix.datasets[q["dataset"]].source != "shapes":
+            problems.append(f"{where}: questions = 'shapes' needs a dataset with source 'shapes'")
+            continue
+        synonyms = q.get("synonyms", {})
+        if not isinstance(synonyms, dict) or not all(isinstance(v, str) for v in synonyms.values()):
+            problems.append(f"{where}: synonyms must be a table of strings, e.g. {{center = \"centre\"}}")
+            synonyms = {}
+        matrix.question_sets[name] = QuestionSet(
+            name=name, dataset=q["dataset"], questions=q["questions"], images=q.get("images"),
+            max_new_tokens=int(_number(q, "max_new_tokens", where, problems, 24, 1, 4096)),
+            synonyms=tuple(sorted(synonyms.items())), question_column=q.get("question_column", "question"),
+            answer_column=q.get("answer_column", "answer"), kind_column=q.get("kind_column"), kind=q.get("kind", "pope"),
+            bbox_column=q.get("bbox_column", "bbox" if q["questions"] == "shapes" else None),
+        )
+
+    def question_set(entry: dict, where: str) -> str | None:
+        qs = entry.get("question_set")
+        if qs not in matrix.question_sets:
+            problems.append(f"{where}: {_unknown('question set', str(qs), matrix.question_sets, 'question_set')}")
+            return None
+        return qs
+
+    for i, a in enumerate(raw.get("answers", [])):
+        where = f"[[answers]] #{i + 1}"
+        qs = question_set(a, where)
+        mins = a.get("min_accuracy", {})
+        if not isinstance(mins, dict):
+            problems.append(f"{where}: min_accuracy must be a table of question kind = threshold")
+            mins = {}
+        for kind in mins:
+            _number(mins, kind, f"{where} min_accuracy", problems)
+        for model in _vlm_models_of(a, matrix, where, problems):
+            if qs:
+                matrix.answers.append(AnswerCheck(model, qs, tuple(sorted(mins.items()))))
+
+    for i, p in enumerate(raw.get("pope", [])):
+        where = f"[[pope]] #{i + 1}"
+        qs = question_set(p, where)
+        f1, gap = _number(p, "min_f1", where, problems), _number(p, "max_yes_ratio_gap", where, problems)
+        for model in _vlm_models_of(p, matrix, where, problems):
+            if qs:
+                matrix.pope.append(PopeCheck(model, qs, f1, gap))
+
+    for i, s in enumerate(raw.get("stability", [])):
+        where = f"[[stability]] #{i + 1}"
+        qs = question_set(s, where)
+        single = _number(s, "single_sample", where, problems, 16, 1, 10_000)
+        rep = _number(s, "max_repeated_ngram", where, problems, 0.5)
+        finished = _number(s, "min_finished", where, problems, 0.95)
+        for model in _vlm_models_of(s, matrix, where, problems):
+            if qs:
+                matrix.stability.append(StabilityCheck(model, qs, int(single), float(rep), float(finished)))
+
+    for i, t in enumerate(raw.get("attention", [])):
+        where = f"[[attention]] #{i + 1}"
+        qs = question_set(t, where)
+        controls = _vlm_models_of(t, matrix, where, problems, key="control")
+        numbers = {k: _number(t, k, where, problems, hi=hi) for k, hi in (
+            ("row_sum_tolerance", 1), ("min_inside_outside", 1000), ("min_pointing_hit", 1),
+            ("min_margin_over_control", 1000), ("min_image_share", 1), ("max_sink_share", 1))}
+        if numbers["row_sum_tolerance"] is None:
+            numbers["row_sum_tolerance"] = 1e-3
+        if numbers["min_margin_over_control"] is not None and not controls:
+            problems.append(f"{where}: min_margin_over_control needs a 'control' model")
+        for model in _vlm_models_of(t, matrix, where, problems):
+            if qs:
+                matrix.attention.append(AttentionCheck(
+                    model, qs, t.get("kind", "colour"), int(_number(t, "samples", where, problems, 16, 1, 10_000)),
+                    controls[0] if controls else None, **numbers))

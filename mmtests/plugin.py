@@ -54,11 +54,41 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"mmtests matrix error:\n{err}") from None
 
 
+def _answer_cases(matrix: Matrix) -> list[tuple]:
+    """(check, question kind) pairs: kinds with a threshold, and for generated sets every kind (reported)."""
+    from .data.shapes_qa import KINDS
+
+    cases = []
+    for c in matrix.answers:
+        kinds = dict(c.min_accuracy)
+        if matrix.question_sets[c.question_set].questions == "shapes":
+            kinds = {k: kinds.get(k) for k in KINDS}
+        cases += [(c, k, kinds[k]) for k in kinds]
+    return cases
+
+
+def _pope_cases(matrix: Matrix) -> list[tuple]:
+    from .data.shapes_qa import POPE_KINDS
+
+    cases = []
+    for c in matrix.pope:
+        sets = POPE_KINDS if matrix.question_sets[c.question_set].questions == "shapes" else ("all",)
+        cases += [(c, s) for s in sets]
+    return cases
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     matrix = metafunc.config.stash[MATRIX_KEY]
-    for fixture, checks in (("zero_shot_check", matrix.zero_shot), ("gain_check", matrix.prompt_gain)):
+    for fixture, checks in (("zero_shot_check", matrix.zero_shot), ("gain_check", matrix.prompt_gain),
+                            ("stability_check", matrix.stability), ("attention_check", matrix.attention)):
         if fixture in metafunc.fixturenames:
             metafunc.parametrize(fixture, checks, ids=[c.id for c in checks])
+    if "answer_case" in metafunc.fixturenames:
+        cases = _answer_cases(matrix)
+        metafunc.parametrize("answer_case", cases, ids=[f"{c.id}/{k}" for c, k, _ in cases])
+    if "pope_case" in metafunc.fixturenames:
+        cases = _pope_cases(matrix)
+        metafunc.parametrize("pope_case", cases, ids=[f"{c.id}/{s}" for c, s in cases])
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -90,6 +120,12 @@ class MMSession:
             path = Path(config.rootpath) / path
         path.unlink(missing_ok=True)
         self.records = RecordWriter(path, environment(str(device), str(self.matrix.path)))
+        self.artifacts = path.parent / f"{path.stem}-artifacts"
+
+    def artifact(self, name: str) -> Path:
+        """Where a suite saves a picture for the report (recorded with the figure as `artifact`)."""
+        self.artifacts.mkdir(parents=True, exist_ok=True)
+        return self.artifacts / name
 
     def available(self, measure: Callable[..., T], *args, test_id: str, suite: str) -> T:
         """Run a measurement; missing weights or data become a recorded skip with the reason."""

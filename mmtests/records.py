@@ -60,6 +60,9 @@ class RecordWriter:
     def figure(self, *, suite: str, test_id: str, metric: str, value: float | None, threshold: float | None = None,
                outcome: str | None = None, **fields) -> str:
         """Record one figure; outcome defaults to pass/fail against `threshold`, or 'measured'."""
+        reserved = {"kind", "run_id"} & fields.keys()
+        if reserved:
+            raise ValueError(f"record fields {sorted(reserved)} are reserved; name them differently")
         if outcome is None:
             outcome = "measured" if threshold is None or value is None else ("pass" if value >= threshold else "fail")
         self._write({"kind": "figure", "run_id": self.run_id, "suite": suite, "test_id": test_id, "metric": metric,

@@ -74,6 +74,9 @@ class Workbench:
         self._dataset = _memo(self._load_dataset)
         self._features = _memo(self._embed)
         self._logits = _memo(self._classify)
+        from .vlm_bench import VLMBench
+
+        self.vlm = VLMBench(self)
 
     def _encoder(self, model: str) -> DualEncoder:
         return load_dual_encoder(self.matrix.models[model], self.device)

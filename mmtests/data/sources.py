@@ -39,7 +39,7 @@ def load_images_and_labels(spec: DatasetSpec):
                 f"({err.__class__.__name__}: {str(err)[:300]}). Download it once where the hub is reachable "
                 "(it lands in the HF cache), or point the entry at a local imagefolder or parquet copy."
             ) from err
-    missing = [c for c in (spec.image_column, spec.label_column) if c not in ds.column_names]
+    missing = [c for c in (spec.image_column, spec.label_column) if c is not None and c not in ds.column_names]
     if missing:
         raise DatasetUnavailable(
             f"dataset {spec.name!r} has no column {', '.join(map(repr, missing))} "

@@ -1,0 +1,127 @@
+"""Vision-language models of the LLaVA family through transformers' own processor and chat template.
+
+Any checkpoint `AutoModelForImageTextToText` and `AutoProcessor` load (hub id or local directory)
+works for answers. Attention maps additionally need the image to become one grid of patch tokens
+(LLaVA-1.5 style); models that tile images (LLaVA-NeXT "anyres") are refused with the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .base import ModelUnavailable
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str  # decoded new tokens, special tokens removed
+    tokens: tuple[int, ...]  # new token ids up to and including EOS
+    finished: bool  # stopped at EOS (False: cut at max_new_tokens)
+
+
+@dataclass
+class AttentionMaps:
+    """One forward pass with attentions, for one image and prompt (+ optional answer)."""
+
+    attentions: torch.Tensor  # (layers, heads, query, key), float32 on CPU
+    tokens: list[int]
+    segments: dict[str, tuple[int, int]]  # prefix, image, instruction, generated: [start, end) positions
+    grid: tuple[int, int]  # image patch rows x cols; image token i sits at row i // cols, col i % cols
+    answer_position: int  # the position whose output predicts the first answer token
+    extra: dict = field(default_factory=dict)
+
+
+def _dtype(device: torch.device, dtype: str | None) -> torch.dtype:
+    if dtype:
+        return getattr(torch, dtype)
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+class VisionLanguageModel:
+    """Batched greedy (or configured sampling) answers, and forward passes with attention maps."""
+
+    def __init__(self, model_id: str, device: torch.device, *, dtype: str | None = None, online: bool = False,
+                 padding_side: str = "left", generation: dict | None = None):
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        self.name = model_id
+        self.device = device
+        local = Path(model_id).is_dir()
+        try:
+            self.processor = AutoProcessor.from_pretrained(model_id, local_files_only=not online)
+            self.model = AutoModelForImageTextToText.from_pretrained(
+                model_id, dtype=_dtype(device, dtype), local_files_only=not online, attn_implementation="sdpa")
+        except OSError as err:
+            where = "the directory has no loadable checkpoint" if local else (
+                "not in the local Hugging Face cache; pass --mm-online to download" if not online else "download failed")
+            raise ModelUnavailable(f"vision-language model {model_id!r}: {where} ({str(err).splitlines()[0]})") from err
+        self.model.to(device).eval()
+        self.tokenizer = self.processor.tokenizer
+        self.tokenizer.padding_side = padding_side
+        self.generation = {"do_sample": False, **(generation or {})}
+        self.image_token_id = self.model.config.image_token_id
+
+    def prompt(self, question: str) -> str:
+        conversation = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+        return self.processor.apply_chat_template(conversation, add_generation_prompt=True)
+
+    def _inputs(self, images, texts: list[str]):
+        inputs = self.processor(images=list(images), text=texts, padding=True, return_tensors="pt")
+        return inputs.to(self.device, dtype=self.model.dtype) if self.device.type == "cuda" else inputs
+
+    @torch.no_grad()
+    def generate(self, images, questions: list[str], max_new_tokens: int, batch_size: int = 32) -> list[Generation]:
+        """Answers for (image, question) pairs, `batch_size` at a time; padding side as configured."""
+        eos = self.model.generation_config.eos_token_id
+        eos = set(eos if isinstance(eos, list) else [eos])
+        out: list[Generation] = []
+        images = list(images)
+        for start in range(0, len(questions), batch_size):
+            texts = [self.prompt(q) for q in questions[start:start + batch_size]]
+            inputs = self._inputs(images[start:start + batch_size], texts)
+            ids = self.model.generate(**inputs, max_new_tokens=max_new_tokens, **self.generation)
+            for row in ids[:, inputs["input_ids"].shape[1]:].tolist():
+                stop = next((i for i, t in enumerate(row) if t in eos), None)
+                kept = row if stop is None else row[:stop + 1]
+                out.append(Generation(self.tokenizer.decode(kept, skip_special_tokens=True).strip(), tuple(kept),
+                                      stop is not None))
+        return out
+
+    def patch_grid(self, n_image_tokens: int) -> tuple[int, int]:
+        vision = self.model.config.vision_config
+        side = vision.image_size // vision.patch_size
+        if side * side != n_image_tokens:
+            raise ValueError(
+                f"{self.name}: {n_image_tokens} image tokens are not one {side}x{side} patch grid "
+                "(a tiling model such as LLaVA-NeXT?); attention maps need LLaVA-1.5-style single-grid models")
+        return side, side
+
+    @torch.no_grad()
+    def attention_maps(self, image, question: str, answer: str | None = None) -> AttentionMaps:
+        """Per-layer, per-head attention of the language model over one prompt (+ answer, teacher-forced)."""
+        text = self.prompt(question) + (f" {answer}" if answer else "")
+        inputs = self._inputs([image], [text])
+        if answer:
+            prompt_len = self._inputs([image], [self.prompt(question)])["input_ids"].shape[1]
+        else:
+            prompt_len = inputs["input_ids"].shape[1]
+        previous = self.model.config._attn_implementation
+        self.model.set_attn_implementation("eager")  # sdpa cannot return attention weights
+        try:
+            out = self.model(**inputs, output_attentions=True)
+        finally:
+            self.model.set_attn_implementation(previous)
+        att = torch.stack([a[0].float().cpu() for a in out.attentions])  # layers, heads, query, key
+        tokens = inputs["input_ids"][0].tolist()
+        where = [i for i, t in enumerate(tokens) if t == self.image_token_id]
+        if not where or where != list(range(where[0], where[-1] + 1)):
+            raise ValueError(f"{self.name}: the prompt's image tokens are missing or not contiguous")
+        first, last = where[0], where[-1] + 1
+        segments = {"prefix": (0, first), "image": (first, last), "instruction": (last, prompt_len),
+                    "generated": (prompt_len, len(tokens))}
+        return AttentionMaps(att, tokens, segments, self.patch_grid(last - first), prompt_len - 1)

@@ -1,0 +1,185 @@
+"""Vision-language measurements, each computed once per session and shared by every test.
+
+Answers are generated once per (model, question set); the stability re-runs and the attention
+passes touch only a sample of the questions. Attention tensors are summarized per sample at once
+(a 7B model's full maps are gigabytes), keeping a few patch maps for the report's heatmaps.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .adapters.llava import Generation, VisionLanguageModel
+from .config import AttentionCheck, QuestionSet
+from .data.shapes_qa import QA, question_set
+from .data.sources import DatasetUnavailable
+from .evaluation import attention as A
+
+# Shorter expected answers first: a generate() batch runs until its longest answer ends.
+_KIND_ORDER = {"pope": 0, "size": 1, "colour": 2, "shape": 3, "count": 4, "position": 5, "describe": 9}
+HEATMAPS_KEPT = 6
+
+
+@dataclass(frozen=True)
+class Question:
+    image: int  # row of the question set's dataset
+    qa: QA
+    bbox: tuple[float, ...] | None = None  # what the question is about, original pixels
+
+
+@dataclass
+class AttentionSummary:
+    model: str
+    layers: int
+    heads: int
+    expected_layers: int
+    expected_heads: int
+    grid: tuple[int, int]
+    image_tokens: int
+    row_sum_error: float = 0.0
+    causal_leak: float = 0.0
+    image_share: list[np.ndarray] = field(default_factory=list)  # per sample, per layer
+    image_token_fraction: list[float] = field(default_factory=list)  # image tokens / keys seen by the query
+    sink_share: list[np.ndarray] = field(default_factory=list)
+    ratio_by_layer: list[np.ndarray] = field(default_factory=list)  # per sample, per layer
+    hit_by_layer: list[np.ndarray] = field(default_factory=list)
+    ratio: list[float] = field(default_factory=list)  # per sample, map averaged over layers and heads
+    hit: list[bool] = field(default_factory=list)
+    chance: list[float] = field(default_factory=list)
+    heatmaps: list[dict] = field(default_factory=list)  # image, box (model pixels), map, question, answer
+
+
+class VLMBench:
+    def __init__(self, workbench):
+        self.wb = workbench
+        self.matrix = workbench.matrix
+        from .workbench import _memo
+
+        self.model = _memo(self._model)
+        self.questions = _memo(self._questions)
+        self.answers = _memo(self._answers)
+        self.rerun = _memo(self._rerun)
+        self.attention = _memo(self._attention)
+
+    def batch_size(self) -> int:
+        return 64 if self.wb.device.type == "cuda" else 32
+
+    def _model(self, name: str) -> VisionLanguageModel:
+        spec = self.matrix.models[name]
+        return VisionLanguageModel(spec.model, self.wb.device, dtype=spec.dtype, padding_side=spec.padding_side,
+                                   generation=dict(spec.generation), online=os.environ.get("HF_HUB_OFFLINE") != "1")
+
+    def images(self, qset: QuestionSet):
+        ds = self.wb.dataset(self.matrix.datasets[qset.dataset])
+        return ds if qset.images is None else ds.select(range(min(qset.images, len(ds))))
+
+    def _questions(self, name: str) -> list[Question]:
+        qset = self.matrix.question_sets[name]
+        ds = self.images(qset)
+        if qset.questions == "shapes":
+            rows = ds.remove_columns([c for c in ("image", "captions") if c in ds.column_names]).to_list()
+            return [Question(i, qa, tuple(_box_of(rows[i], qa))) for i, qa in question_set(rows)]
+        missing = [c for c in (qset.question_column, qset.answer_column, qset.kind_column, qset.bbox_column)
+                   if c is not None and c not in ds.column_names]
+        if missing:
+            raise DatasetUnavailable(f"question set {name!r}: dataset {qset.dataset!r} has no column "
+                                     f"{', '.join(map(repr, missing))} (columns: {', '.join(ds.column_names)})")
+        groups = ds[qset.kind_column] if qset.kind_column else [None] * len(ds)
+        boxes = ds[qset.bbox_column] if qset.bbox_column else [None] * len(ds)
+
+        def qa_of(q, a, group):  # a POPE set's category column names the set; otherwise it is the kind
+            if qset.kind == "pope":
+                return QA("pope", q, str(a), pope=group or "pope")
+            return QA(group or qset.kind, q, str(a))
+
+        return [Question(i, qa_of(q, a, g), tuple(b) if b else None) for i, (q, a, g, b) in
+                enumerate(zip(ds[qset.question_column], ds[qset.answer_column], groups, boxes, strict=True))]
+
+    def _generate(self, model: str, qset: QuestionSet, items: list[Question], batch_size: int) -> list[Generation]:
+        ds = self.images(qset)
+        column = self.matrix.datasets[qset.dataset].image_column
+        order = sorted(range(len(items)), key=lambda i: (_KIND_ORDER.get(items[i].qa.kind, 5), i))
+        vlm = self.model(model)
+        out: list[Generation | None] = [None] * len(items)
+        step = batch_size * 4
+        for start in tqdm(range(0, len(order), step), desc=f"answers: {model} on {qset.name}", leave=False,
+                          disable=len(order) < 2000):
+            chunk = order[start:start + step]
+            images = [ds[items[i].image][column] for i in chunk]
+            for i, g in zip(chunk, vlm.generate(images, [items[i].qa.question for i in chunk], qset.max_new_tokens,
+                                                batch_size), strict=True):
+                out[i] = g
+        return out
+
+    def _answers(self, model: str, qset_name: str) -> list[Generation]:
+        qset = self.matrix.question_sets[qset_name]
+        return self._generate(model, qset, self.questions(qset_name), self.batch_size())
+
+    def sample(self, qset_name: str, n: int) -> list[int]:
+        """`n` question indices spread evenly over the set (so over kinds and images)."""
+        total = len(self.questions(qset_name))
+        return sorted({int(i) for i in np.linspace(0, total - 1, min(n, total))})
+
+    def _rerun(self, model: str, qset_name: str, n: int, batch_size: int) -> tuple[list[int], list[Generation]]:
+        """A sample of the questions asked again, `batch_size` at a time (1: one by one)."""
+        qset = self.matrix.question_sets[qset_name]
+        idx = self.sample(qset_name, n)
+        items = self.questions(qset_name)
+        return idx, self._generate(model, qset, [items[i] for i in idx], batch_size)
+
+    def _attention(self, model: str, check: AttentionCheck) -> AttentionSummary:
+        qset = self.matrix.question_sets[check.question_set]
+        items = [q for q in self.questions(check.question_set) if q.qa.kind == check.kind and q.bbox]
+        if not items:
+            raise DatasetUnavailable(f"question set {qset.name!r} has no {check.kind!r} questions with a box")
+        items = [items[int(i)] for i in np.linspace(0, len(items) - 1, min(check.samples, len(items)))]
+        vlm = self.model(model)
+        ds = self.images(qset)
+        column = self.matrix.datasets[qset.dataset].image_column
+        text = vlm.model.config.text_config
+        ip = vlm.processor.image_processor
+        crop = (ip.crop_size["height"], ip.crop_size["width"])
+        summary = None
+        for q in items:
+            image = ds[q.image][column]
+            maps = vlm.attention_maps(image, q.qa.question)
+            att, query = maps.attentions, maps.answer_position
+            if summary is None:
+                summary = AttentionSummary(model, att.shape[0], att.shape[1], text.num_hidden_layers,
+                                           text.num_attention_heads, maps.grid, maps.segments["image"][1]
+                                           - maps.segments["image"][0])
+            summary.row_sum_error = max(summary.row_sum_error, A.row_sum_error(att))
+            summary.causal_leak = max(summary.causal_leak, A.causal_leak(att))
+            summary.image_share.append(A.image_share(att, maps.segments["image"], query))
+            summary.image_token_fraction.append(summary.image_tokens / (query + 1))
+            summary.sink_share.append(A.sink_share(att, query))
+            box = A.box_in_model_pixels(q.bbox, image.size, ip.size.get("shortest_edge", crop[0]), crop)
+            mask = A.box_mask(box, maps.grid, crop)
+            per_layer = A.patch_maps(att, maps.segments["image"], query, maps.grid)
+            layer_loc = [A.localization(m, mask) for m in per_layer]
+            summary.ratio_by_layer.append(np.array([x.inside_outside for x in layer_loc]))
+            summary.hit_by_layer.append(np.array([x.pointing_hit for x in layer_loc]))
+            mean_map = per_layer.mean(0)
+            loc = A.localization(mean_map, mask)
+            summary.ratio.append(loc.inside_outside)
+            summary.hit.append(loc.pointing_hit)
+            summary.chance.append(loc.chance)
+            if len(summary.heatmaps) < HEATMAPS_KEPT:
+                summary.heatmaps.append({"image": np.asarray(image.convert("RGB")), "box": box, "map": mean_map,
+                                         "crop": crop, "question": q.qa.question})
+        return summary
+
+
+def _box_of(row: dict, qa: QA) -> list[float]:
+    """The box of the object a shapes-world question is about (the main object unless it names another)."""
+    from .data.shapes_world import COLOURS, SHAPES
+
+    if qa.about and qa.about != f"{COLOURS[row['colour']]} {SHAPES[row['shape']]}":
+        for d in row["distractors"]:
+            if f"{d['colour']} {d['shape']}" == qa.about:
+                return d["bbox"]
+    return row["bbox"]
