@@ -41,3 +41,104 @@ def accuracy_by_prompt_set(rows: list[dict], out: Path) -> Path | None:
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def attention_heatmaps(samples: list[dict], control: list[dict] | None, out: Path, title: str) -> Path:
+    """Each image, then the model's attention over its patches overlaid, then the control's; box drawn."""
+    import numpy as np
+    from matplotlib.patches import Rectangle
+
+    plt = _pyplot()
+    rows = [("image", samples), ("model", samples)] + ([("control", control)] if control else [])
+    n = len(samples)
+    fig, axes = plt.subplots(len(rows), n, figsize=(2.1 * n, 2.35 * len(rows) + 0.5), squeeze=False)
+    for r, (label, items) in enumerate(rows):
+        for i, ax in enumerate(axes[r]):
+            ax.axis("off")
+            if i >= len(items):
+                continue
+            s = items[i]
+            h, w = s["crop"]
+            image = s["image"]
+            ax.imshow(image, extent=(0, w, h, 0))
+            if label != "image":
+                heat = np.asarray(s["map"], dtype=float)
+                heat = heat / heat.max() if heat.max() > 0 else heat
+                ax.imshow(heat, cmap="inferno", alpha=0.6, extent=(0, w, h, 0), interpolation="nearest")
+            x0, y0, x1, y1 = s["box"]
+            ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="cyan", linewidth=1.5))
+            if i == 0:
+                ax.set_title(label, fontsize=8, loc="left")
+    fig.suptitle(f"{title}\nanswer position's attention over image patches (mean of layers and heads); cyan: box",
+                 fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def per_layer_curves(series: list[tuple[str, list[float]]], out: Path, ylabel: str, title: str,
+                     reference: float | None = None, reference_label: str = "") -> Path | None:
+    """One line per (label, per-layer values); an optional horizontal reference line."""
+    series = [(label, values) for label, values in series if values]
+    if not series:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for label, values in series:
+        ax.plot(range(len(values)), values, marker="o", label=label)
+    if reference is not None:
+        ax.axhline(reference, color="grey", linestyle="--", linewidth=1, label=reference_label)
+    ax.set_xlabel("language-model layer")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def throughput_by_batch_size(sweeps: list[dict], out: Path) -> Path | None:
+    """Items/s against batch size, one line per model and modality (log-log: they span orders of magnitude)."""
+    lines: dict[tuple[str, str], list[tuple[int, float]]] = {}
+    for r in sweeps:
+        lines.setdefault((r["model"], r["modality"]), []).append((r["batch_size"], r["items_per_s"]))
+    if not lines:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = list(dict.fromkeys(model for model, _ in lines))
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for (model, modality), points in lines.items():
+        xs, ys = zip(*sorted(points), strict=True)
+        image = modality == "image"
+        ax.plot(xs, ys, color=plt.get_cmap("tab10")(models.index(model) % 10), marker="o" if image else "s",
+                linestyle="-" if image else "--", label=f"{model} {modality}")
+    batches = sorted({r["batch_size"] for r in sweeps})
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xticks(batches, [str(b) for b in batches])
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("items/s (median round)")
+    device = sweeps[0].get("device_name") or sweeps[0].get("device", "")
+    ax.set_title(f"Embedding throughput vs batch size ({device})")
+    ax.grid(which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
