@@ -2,7 +2,7 @@
 
     pytest benchmarks -k throughput --benchmark-only
 
-Both run on the same model and images; `extra_info["images_per_s"]` holds each figure, and their
+Both run on the same model and images; `extra_info["items_per_s"]` holds each figure (images/s), and their
 ratio says how much data loading and preprocessing cost on top of the model.
 """
 
@@ -42,7 +42,7 @@ def test_throughput_raw_image_forward(benchmark, setup):
 
     benchmark.pedantic(forward, rounds=5, warmup_rounds=1)
     if benchmark.stats:  # None under --benchmark-disable, where the function just runs once
-        benchmark.extra_info["images_per_s"] = len(pixels) / benchmark.stats.stats.median
+        benchmark.extra_info["items_per_s"] = len(pixels) / benchmark.stats.stats.median
 
 
 def test_throughput_zero_shot_end_to_end(benchmark, setup):
@@ -57,5 +57,5 @@ def test_throughput_zero_shot_end_to_end(benchmark, setup):
     metrics = benchmark.pedantic(evaluate, rounds=5, warmup_rounds=1)
     assert metrics.n == len(ds)
     if benchmark.stats:
-        benchmark.extra_info["images_per_s"] = len(ds) / benchmark.stats.stats.median
+        benchmark.extra_info["items_per_s"] = len(ds) / benchmark.stats.stats.median
         benchmark.extra_info["top1"] = metrics.top1

@@ -34,7 +34,7 @@ def write_records(tmp_path, lines):
 
 def test_report_has_tables_plot_failures_and_skip_reasons(tmp_path):
     records = write_records(tmp_path, [json.dumps(r) for r in [RUN, *FIGURES]])
-    report, failed = build(records, tmp_path / "out")
+    report, failed, _ = build(records, tmp_path / "out")
     text = report.read_text()
     assert failed
     assert re.search(r"\|\s*m\s*\|\s*d\s*\|\s*0\.500\s*\|\s*0\.900 ✅ \(≥ 0\.80\)\s*\|", text)
@@ -47,7 +47,7 @@ def test_report_has_tables_plot_failures_and_skip_reasons(tmp_path):
 
 def test_a_truncated_record_is_reported_and_the_rest_kept(tmp_path):
     lines = [json.dumps(r) for r in [RUN, *FIGURES]] + ['{"kind": "figure", "suite": "zero_']
-    report, _ = build(write_records(tmp_path, lines), tmp_path / "out")
+    report = build(write_records(tmp_path, lines), tmp_path / "out").report
     text = report.read_text()
     assert "Problems reading the records" in text and "line skipped" in text
     assert "0.900" in text

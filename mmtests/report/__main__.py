@@ -1,8 +1,9 @@
 """Write the Markdown report of a records file.
 
-    python -m mmtests.report --records reports/records.jsonl --out reports
+    python -m mmtests.report --records reports/records.jsonl --benchmarks reports/benchmarks.json --out reports
 
-Writes `<out>/<run id>/report.md` with its plots and a copy of the records, and `<out>/latest.md`.
+Writes `<out>/<run id>/report.md` with its plots and a copy of the records, and `<out>/latest.md`;
+adds the run to the history (`<out>/history/<run id>.json`) and shows what changed since the run before.
 """
 
 from __future__ import annotations
@@ -12,10 +13,18 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 from . import markdown
-from .plots import accuracy_by_prompt_set
-from .records_io import read_run
+from .history import DEFAULT_THRESHOLDS, Thresholds, record_and_compare
+from .plots import accuracy_by_prompt_set, throughput_by_batch_size
+from .records_io import benchmark_sweeps, read_run
+
+
+class Built(NamedTuple):
+    report: Path
+    failed: bool  # an asserted figure failed
+    regressions: int  # figures that got worse than the previous run beyond the thresholds
 
 
 def _read_benchmarks(path: Path | None) -> tuple[dict | None, str | None]:
@@ -27,8 +36,9 @@ def _read_benchmarks(path: Path | None) -> tuple[dict | None, str | None]:
         return None, f"{path}: not valid JSON ({err.msg}); benchmark section left empty"
 
 
-def build(records: Path, out: Path, benchmarks: Path | None = None) -> tuple[Path, bool]:
-    """Write the report; returns its path and whether any asserted figure failed."""
+def build(records: Path, out: Path, benchmarks: Path | None = None, history: Path | None = None,
+          thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Built:
+    """Write the report and add the run to the history (default `<out>/history`)."""
     run = read_run(records)
     bench, problem = _read_benchmarks(benchmarks)
     if problem:
@@ -36,11 +46,14 @@ def build(records: Path, out: Path, benchmarks: Path | None = None) -> tuple[Pat
     run_dir = out / run.run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(records, run_dir / "records.jsonl")
+    comparison = record_and_compare(history or out / "history", run, bench, thresholds)
     plot = accuracy_by_prompt_set(run.select("zero_shot", "top1"), run_dir / "zero_shot_by_prompt_set.png")
+    throughput_plot = throughput_by_batch_size(benchmark_sweeps(bench), run_dir / "throughput_by_batch_size.png")
     sections = [
         f"# mmtests report: {run.run_id}",
         "## Environment", markdown.environment(run),
         "## Summary", markdown.summary(run),
+        "## Changes since the previous run", markdown.deltas(comparison, thresholds),
         "## CLIP zero-shot top-1",
         "Rows: model and dataset; columns: prompt sets. ✅/❌ mark figures checked against a threshold.",
         markdown.zero_shot(run),
@@ -54,6 +67,10 @@ def build(records: Path, out: Path, benchmarks: Path | None = None) -> tuple[Pat
         markdown.prompt_gains(run),
         "## Zero-shot details", markdown.secondary_metrics(run),
         "## Benchmarks", markdown.benchmarks(bench),
+    ]
+    if throughput_plot:
+        sections.append(f"![embedding throughput vs batch size]({throughput_plot.name})")
+    sections += [
         "## Skipped", markdown.skipped(run),
     ]
     if run.problems:
@@ -62,8 +79,10 @@ def build(records: Path, out: Path, benchmarks: Path | None = None) -> tuple[Pat
     report = run_dir / "report.md"
     report.write_text(text)
     # latest.md sits one level up, so its links point into the run's folder.
-    (out / "latest.md").write_text(text.replace(f"]({plot.name})", f"]({run.run_id}/{plot.name})") if plot else text)
-    return report, any(f["outcome"] == "fail" for f in run.figures)
+    for image in (p for p in (plot, throughput_plot) if p):
+        text = text.replace(f"]({image.name})", f"]({run.run_id}/{image.name})")
+    (out / "latest.md").write_text(text)
+    return Built(report, any(f["outcome"] == "fail" for f in run.figures), len(comparison.regressions))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,14 +91,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("reports"))
     ap.add_argument("--benchmarks", type=Path, default=None, help="pytest-benchmark JSON to tabulate")
     ap.add_argument("--fail-on-failure", action="store_true", help="exit 1 when any asserted figure failed")
+    ap.add_argument("--history", type=Path, default=None,
+                    help="folder of one JSON per run; this run is added and compared with the previous (default: <out>/history)")
+    ap.add_argument("--max-throughput-drop", type=float, default=DEFAULT_THRESHOLDS.max_throughput_drop, metavar="FRACTION",
+                    help="flag a benchmark whose items/s fell by more than this fraction since the previous run (default 0.05)")
+    ap.add_argument("--max-accuracy-drop", type=float, default=DEFAULT_THRESHOLDS.max_accuracy_drop, metavar="ABSOLUTE",
+                    help="flag a figure that fell by more than this since the previous run (default 0.01: one point)")
+    ap.add_argument("--compare-fail", action="store_true", help="exit 3 when any figure regressed beyond the thresholds")
     args = ap.parse_args(argv)
     if not args.records.is_file():
         print(f"mmtests.report: records file {args.records} does not exist; run pytest first "
               f"(it writes records to --mm-records, default reports/records.jsonl)", file=sys.stderr)
         return 2
-    report, failed = build(args.records, args.out, args.benchmarks)
-    print(f"report written to {report} and {args.out / 'latest.md'}")
-    return 1 if failed and args.fail_on_failure else 0
+    built = build(args.records, args.out, args.benchmarks, args.history,
+                  Thresholds(args.max_throughput_drop, args.max_accuracy_drop))
+    print(f"report written to {built.report} and {args.out / 'latest.md'}")
+    if built.failed and args.fail_on_failure:
+        return 1
+    if built.regressions and args.compare_fail:
+        print(f"mmtests.report: {built.regressions} figures regressed since the previous run (see the report)", file=sys.stderr)
+        return 3
+    return 0
 
 
 if __name__ == "__main__":

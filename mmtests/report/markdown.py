@@ -6,13 +6,15 @@ from collections import Counter
 
 from tabulate import tabulate
 
-from .records_io import Run
+from .history import Comparison, Delta, Thresholds
+from .records_io import Run, benchmark_sweeps
 
 MARK = {"pass": "✅", "fail": "❌", "measured": "", "skip": "⏭"}
 
 
-def _table(rows: list[list], headers: list[str]) -> str:
-    return tabulate(rows, headers=headers, tablefmt="pipe", floatfmt=".3f", missingval="–")
+def _table(rows: list[list], headers: list[str], formatted: bool = False) -> str:
+    """A pipe table; `formatted`: cells are already strings, to be shown as they are (signs kept)."""
+    return tabulate(rows, headers=headers, tablefmt="pipe", floatfmt=".3f", missingval="–", disable_numparse=formatted)
 
 
 def _cell(figure: dict | None) -> str:
@@ -98,14 +100,93 @@ def skipped(run: Run) -> str:
     return _table(rows, ["check", "why it was skipped"]) if rows else "Nothing was skipped for lack of weights or data."
 
 
+def _rate(value: float | None) -> str | None:
+    if value is None:
+        return None
+    return f"{value:,.0f}" if value >= 100 else f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+
+
+def _percent(value: float | None) -> str | None:
+    return None if value is None else f"{value:.2%}"
+
+
+def _mib(value: float | None) -> str | None:
+    return None if value is None else f"{value / 2**20:,.0f}"
+
+
+# Rows of a model's table: (extra_info key, label, format); one column per batch size.
+SWEEP_ROWS = (
+    ("items_per_s", "items/s", _rate),
+    ("mfu", "MFU", _percent),
+    ("pass_memory_bytes", "pass memory (MiB)", _mib),
+    ("peak_memory_bytes", "peak memory (MiB)", _mib),
+)
+
+
+def _sweep_table(rows: list[dict]) -> str:
+    first = rows[0]
+    batches = sorted({r["batch_size"] for r in rows})
+    cell = {(r["modality"], r["batch_size"]): r for r in rows}
+    modalities = list(dict.fromkeys(r["modality"] for r in rows))
+    flops = ", ".join(f"{m} {next(r for r in rows if r['modality'] == m).get('flops_per_item', 0) / 1e9:.3g}"
+                      for m in modalities)
+    head = (f"**{first['model']}** ({first.get('weights', '?')} weights; {first.get('device_name') or first.get('device', '?')}, "
+            f"{first.get('dtype', '?')}; GFLOP per item: {flops})")
+    table = [[m, label, *(fmt(cell.get((m, b), {}).get(key)) for b in batches)]
+             for m in modalities for key, label, fmt in SWEEP_ROWS]
+    return head + "\n\n" + _table(table, ["", "batch size", *map(str, batches)], formatted=True)
+
+
 def benchmarks(data: dict | None) -> str:
-    """pytest-benchmark JSON: one row per benchmark with its median time and derived throughput."""
+    """pytest-benchmark JSON: a table per model with batch sizes as columns, then the other benchmarks."""
     if not data or not data.get("benchmarks"):
         return "No benchmark results in this run (run `pytest benchmarks --benchmark-json FILE`)."
-    rows = [
-        [b["name"], b["stats"]["median"] * 1000, b["stats"]["rounds"], b.get("extra_info", {}).get("images_per_s")]
-        for b in data["benchmarks"]
-    ]
     machine = data.get("machine_info", {})
-    note = f"Machine: {machine.get('cpu', {}).get('brand_raw', machine.get('processor', '?'))}."
-    return note + "\n\n" + _table(rows, ["benchmark", "median (ms)", "rounds", "images/s"])
+    parts = [f"Machine: {machine.get('cpu', {}).get('brand_raw', machine.get('processor', '?'))}. "
+             "Items/s from the median round; MFU against the device's peak (datasheet for GPUs, measured for CPUs); "
+             "memory from a separate pass in a fresh process."]
+    sweeps = benchmark_sweeps(data)
+    for model in dict.fromkeys(r["model"] for r in sweeps):
+        parts.append(_sweep_table([r for r in sweeps if r["model"] == model]))
+    in_sweeps = {r["name"] for r in sweeps}
+    others = [b for b in data["benchmarks"] if b["name"] not in in_sweeps]
+    if others:
+        rows = [[b["name"], b["stats"]["median"] * 1000, b["stats"]["rounds"], _rate(b.get("extra_info", {}).get("items_per_s"))]
+                for b in others]
+        parts.append(_table(rows, ["benchmark", "median (ms)", "rounds", "items/s"]))
+    parts += [_harness_check(b["extra_info"]) for b in others if "harness_ratio" in b.get("extra_info", {})]
+    return "\n\n".join(parts)
+
+
+def _harness_check(info: dict) -> str:
+    ratio, tolerance = info["harness_ratio"], info.get("harness_tolerance", 0.03)
+    verdict = "within" if abs(ratio - 1) <= tolerance else "⚠ **outside**"
+    return (f"Harness overhead: {_rate(info.get('harness_items_per_s'))} items/s through pytest-benchmark against "
+            f"{_rate(info.get('bare_items_per_s'))} items/s in a bare loop (fastest rounds): ratio {ratio:.3f}, "
+            f"{verdict} 1 ± {tolerance:.0%}.")
+
+
+def deltas(comparison: Comparison, thresholds: Thresholds) -> str:
+    """Changes since the previous run: regressions and improvements beyond the thresholds, and why none, if none."""
+    parts = [f"- {note}" for note in comparison.notes]
+    if comparison.previous_run is None or not (comparison.deltas or comparison.new or comparison.gone):
+        return "\n".join(parts)
+    changed = sorted((d for d in comparison.deltas if d.verdict != "same"), key=lambda d: (d.verdict != "regression", d.kind))
+    summary = (f"Compared with run {comparison.previous_run}: {len(comparison.regressions)} regressions, "
+               f"{len(changed) - len(comparison.regressions)} improvements, {len(comparison.deltas) - len(changed)} within "
+               f"thresholds (accuracy ± {thresholds.max_accuracy_drop:.3f} absolute, throughput ± "
+               f"{thresholds.max_throughput_drop:.0%}); {comparison.new} new figures, {comparison.gone} gone.")
+    parts.insert(0, summary)
+    if changed:
+        rows = [[FLAG[d.verdict], d.kind, d.name, *_delta_cells(d)] for d in changed]
+        parts.append("\n" + _table(rows, ["", "kind", "figure", "previous", "current", "change"], formatted=True))
+    return "\n".join(parts)
+
+
+FLAG = {"regression": "❌ regression", "improvement": "⬆ improvement"}
+
+
+def _delta_cells(d: Delta) -> list[str]:
+    if d.kind == "throughput":
+        return [_rate(d.previous), _rate(d.current), f"{d.change:+.1%}"]
+    return [f"{d.previous:.3f}", f"{d.current:.3f}", f"{d.change:+.3f}"]

@@ -34,3 +34,12 @@ def read_run(path: str | Path) -> Run:
         elif record.get("kind") == "figure":
             run.figures.append(record)
     return run
+
+
+SWEEP_FIELDS = ("model", "modality", "batch_size", "items_per_s")
+
+
+def benchmark_sweeps(bench: dict | None) -> list[dict]:
+    """Benchmarks of one model, modality and batch size each (pytest-benchmark JSON): their extra_info, named."""
+    return [{"name": b["name"], **b["extra_info"]} for b in (bench or {}).get("benchmarks", [])
+            if all(b.get("extra_info", {}).get(k) is not None for k in SWEEP_FIELDS)]

@@ -1,0 +1,159 @@
+"""Run history: one JSON file per run, compared with the run before it.
+
+`<history>/<run id>.json` holds a run's figures: every numeric figure of the records (suite,
+test_id, metric, value; read as higher-is-better: accuracy, recall, gains) and every benchmark
+(name, median seconds, items/s). Files are only ever added: a run already in the history is left
+as it was. The previous run is the newest file whose run id sorts before this one (run ids are
+UTC timestamps); when it is missing or unreadable the report says so and shows no deltas.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .records_io import Run
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    max_throughput_drop: float = 0.05  # relative: 0.05 flags a run 5% slower than the previous one
+    max_accuracy_drop: float = 0.01  # absolute: 0.01 is one point of accuracy
+
+
+DEFAULT_THRESHOLDS = Thresholds()
+
+
+@dataclass(frozen=True)
+class Delta:
+    kind: str  # "accuracy" or "throughput"
+    name: str
+    previous: float
+    current: float
+    change: float  # absolute for accuracy, relative for throughput
+    verdict: str  # "regression", "improvement" or "same"
+
+
+@dataclass
+class Comparison:
+    previous_run: str | None = None
+    deltas: list[Delta] = field(default_factory=list)
+    new: int = 0  # figures this run has and the previous one had not
+    gone: int = 0  # the other way round
+    notes: list[str] = field(default_factory=list)  # missing or broken previous run, a device change, ...
+
+    @property
+    def regressions(self) -> list[Delta]:
+        return [d for d in self.deltas if d.verdict == "regression"]
+
+
+def _number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def snapshot(run: Run, bench: dict | None) -> dict:
+    """What the history keeps of a run: its figures and its benchmarks, with the device they ran on."""
+    env = run.environment
+    figures = [{k: f[k] for k in ("suite", "test_id", "metric", "value")} for f in run.figures if _number(f.get("value"))]
+    benchmarks = []
+    for b in (bench or {}).get("benchmarks", []):
+        info = b.get("extra_info", {})
+        median = b["stats"]["median"]
+        benchmarks.append({
+            "name": b["name"], "fullname": b.get("fullname", b["name"]), "median_s": median,
+            "items_per_s": info.get("items_per_s", 1 / median if median else None),
+            **{k: info[k] for k in ("model", "weights", "modality", "batch_size", "mfu") if k in info},
+        })
+    return {"run_id": run.run_id, "device": env.get("device"), "device_name": env.get("device_name"),
+            "git_sha": env.get("git_sha"), "benchmark_machine": _benchmark_machine(bench),
+            "figures": figures, "benchmarks": benchmarks}
+
+
+def _benchmark_machine(bench: dict | None) -> str | None:
+    """The CPU and the devices the benchmarks ran on: throughput is compared only between equal ones."""
+    if not bench:
+        return None
+    cpu = bench.get("machine_info", {}).get("cpu", {}).get("brand_raw", "?")
+    devices = sorted({b.get("extra_info", {}).get("device_name") for b in bench.get("benchmarks", [])} - {None})
+    return "; ".join([cpu, *devices])
+
+
+def append(history: Path, snap: dict) -> Path | None:
+    """Add a run to the history; None when that run is there already (it is never overwritten)."""
+    history.mkdir(parents=True, exist_ok=True)
+    path = history / f"{snap['run_id']}.json"
+    try:
+        with path.open("x") as f:
+            json.dump(snap, f, indent=1)
+    except FileExistsError:
+        return None
+    return path
+
+
+def previous(history: Path, run_id: str) -> Path | None:
+    earlier = sorted(p for p in history.glob("*.json") if p.stem < run_id)
+    return earlier[-1] if earlier else None
+
+
+def _verdict(change: float, allowed_drop: float) -> str:
+    if change < -allowed_drop:
+        return "regression"
+    return "improvement" if change > allowed_drop else "same"
+
+
+def _by(rows: list[dict], *fields: str) -> dict[tuple, dict]:
+    return {tuple(r[f] for f in fields): r for r in rows}
+
+
+def compare(prev: dict, cur: dict, thresholds: Thresholds) -> Comparison:
+    """Deltas of the figures two runs share, judged against `thresholds`."""
+    out = Comparison(prev.get("run_id"))
+    p_figs = _by(prev.get("figures", []), "suite", "test_id", "metric")
+    c_figs = _by(cur.get("figures", []), "suite", "test_id", "metric")
+    for key in sorted(p_figs.keys() & c_figs.keys()):
+        before, now = p_figs[key]["value"], c_figs[key]["value"]
+        out.deltas.append(Delta("accuracy", f"{key[1]} {key[2]}", before, now, now - before,
+                                _verdict(now - before, thresholds.max_accuracy_drop)))
+
+    p_bench, c_bench = _by(prev.get("benchmarks", []), "fullname"), _by(cur.get("benchmarks", []), "fullname")
+    shared = sorted(p_bench.keys() & c_bench.keys())
+    if shared and prev.get("benchmark_machine") != cur.get("benchmark_machine"):
+        out.notes.append(f"the previous benchmarks ran on {prev.get('benchmark_machine')}, these on "
+                         f"{cur.get('benchmark_machine')}: throughput is not compared")
+        shared = []
+    for key in shared:
+        before, now = p_bench[key].get("items_per_s"), c_bench[key].get("items_per_s")
+        if before and now:
+            change = now / before - 1
+            out.deltas.append(Delta("throughput", c_bench[key]["name"], before, now, change,
+                                    _verdict(change, thresholds.max_throughput_drop)))
+
+    out.new = len(c_figs.keys() - p_figs.keys()) + len(c_bench.keys() - p_bench.keys())
+    out.gone = len(p_figs.keys() - c_figs.keys()) + len(p_bench.keys() - c_bench.keys())
+    return out
+
+
+def _read(path: Path) -> dict:
+    data = json.loads(path.read_text())
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a JSON object, found {type(data).__name__}")
+    return data
+
+
+def record_and_compare(history: Path, run: Run, bench: dict | None, thresholds: Thresholds) -> Comparison:
+    """Append this run to the history and compare it with the previous run there."""
+    snap = snapshot(run, bench)
+    before = previous(history, run.run_id) if history.is_dir() else None
+    added = append(history, snap)
+    if before is None:
+        comparison = Comparison(notes=[f"no earlier run in {history}: nothing to compare with"])
+    else:
+        try:
+            comparison = compare(_read(before), snap, thresholds)
+        except (ValueError, KeyError, TypeError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            comparison = Comparison(before.stem, notes=[
+                f"previous run {before} could not be read ({err.__class__.__name__}: {err}); no deltas this time"])
+    if added is None:
+        comparison.notes.append(f"{history / (run.run_id + '.json')} already existed and was left as it was")
+    return comparison

@@ -1,0 +1,143 @@
+"""Run history in the report: deltas against the previous run, append-only files, and what is not fatal."""
+
+import json
+import re
+
+from mmtests.report.__main__ import build, main
+
+RUN_IDS = ("20260101T000000Z", "20260102T000000Z")
+
+
+def records(tmp_path, run_id: str, top1: float):
+    path = tmp_path / f"records-{run_id}.jsonl"
+    lines = [
+        {"kind": "run", "run_id": run_id, "environment": {"device": "cpu", "device_name": "x86_64"}},
+        {"kind": "figure", "run_id": run_id, "suite": "zero_shot", "test_id": "m/d/big", "metric": "top1", "value": top1,
+         "threshold": None, "outcome": "measured", "model": "m", "dataset": "d", "prompt_set": "big"},
+        {"kind": "figure", "run_id": run_id, "suite": "zero_shot", "test_id": "m/d/bare", "metric": "top1", "value": 0.5,
+         "threshold": None, "outcome": "measured", "model": "m", "dataset": "d", "prompt_set": "bare"},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    return path
+
+
+def sweep_benchmark(model: str, modality: str, batch: int, items_per_s: float) -> dict:
+    name = f"test_embedding_throughput[{model}-{modality}-b{batch}]"
+    return {"name": name, "fullname": f"benchmarks/test_embedding_throughput.py::{name}",
+            "stats": {"median": batch / items_per_s, "rounds": 3},
+            "extra_info": {"model": model, "weights": "trained", "modality": modality, "batch_size": batch,
+                           "items_per_s": items_per_s, "mfu": 0.01, "flops_per_item": 1e8, "device": "cpu", "dtype": "float32",
+                           "pass_memory_bytes": 2**20, "peak_memory_bytes": 2**30}}
+
+
+def benchmarks(tmp_path, tag: str, speed: float, cpu: str = "test cpu"):
+    path = tmp_path / f"bench-{tag}.json"
+    data = {"machine_info": {"cpu": {"brand_raw": cpu}}, "benchmarks": [
+        sweep_benchmark("tiny", modality, batch, speed * batch * (2 if modality == "text" else 1))
+        for modality in ("image", "text") for batch in (1, 8, 32)
+    ]}
+    path.write_text(json.dumps(data))
+    return path
+
+
+def squeezed(built) -> str:
+    """The report with runs of spaces (table padding) collapsed to one."""
+    return re.sub(r" +", " ", built.report.read_text())
+
+
+def two_runs(tmp_path, *, top1=(0.90, 0.85), speed=(100.0, 90.0), **kw):
+    out = tmp_path / "out"
+    for run_id, acc, s in zip(RUN_IDS, top1, speed, strict=True):
+        built = build(records(tmp_path, run_id, acc), out, benchmarks(tmp_path, run_id, s), **kw)
+    return out, built
+
+
+def test_regressions_beyond_the_thresholds_are_flagged(tmp_path):
+    _, built = two_runs(tmp_path)
+    text = squeezed(built)
+    assert built.regressions == 7  # top-1 fell 5 points; all six benchmarks 10% slower
+    assert f"Compared with run {RUN_IDS[0]}: 7 regressions, 0 improvements, 1 within thresholds" in text
+    assert "| ❌ regression | accuracy | m/d/big top1 | 0.900 | 0.850 | -0.050 |" in text
+    assert "| ❌ regression | throughput | test_embedding_throughput[tiny-image-b8] | 800 | 720 | -10.0% |" in text
+
+
+def test_improvements_are_shown_and_small_changes_are_not(tmp_path):
+    _, built = two_runs(tmp_path, top1=(0.85, 0.905), speed=(100.0, 102.0))
+    text = squeezed(built)
+    assert built.regressions == 0
+    assert "| ⬆ improvement | accuracy | m/d/big top1 | 0.850 | 0.905 | +0.055 |" in text
+    assert "+2.0%" not in text  # within the 5% throughput threshold: counted, not listed
+
+
+def test_thresholds_are_configurable(tmp_path):
+    from mmtests.report.history import Thresholds
+
+    _, built = two_runs(tmp_path, thresholds=Thresholds(max_throughput_drop=0.2, max_accuracy_drop=0.1))
+    assert built.regressions == 0
+
+
+def test_throughput_on_another_machine_is_not_compared(tmp_path):
+    out = tmp_path / "out"
+    build(records(tmp_path, RUN_IDS[0], 0.9), out, benchmarks(tmp_path, "a", 100.0, cpu="fast cpu"))
+    built = build(records(tmp_path, RUN_IDS[1], 0.9), out, benchmarks(tmp_path, "b", 50.0, cpu="slow cpu"))
+    text = squeezed(built)
+    assert built.regressions == 0
+    assert "the previous benchmarks ran on fast cpu, these on slow cpu: throughput is not compared" in text
+    assert "-50.0%" not in text
+
+
+def test_the_first_run_says_there_is_nothing_to_compare(tmp_path):
+    built = build(records(tmp_path, RUN_IDS[0], 0.9), tmp_path / "out")
+    assert "no earlier run in" in built.report.read_text()
+
+
+def test_a_broken_previous_run_is_reported_not_fatal(tmp_path):
+    history = tmp_path / "out" / "history"
+    history.mkdir(parents=True)
+    (history / f"{RUN_IDS[0]}.json").write_text('{"run_id": "20260101T0000')
+    built = build(records(tmp_path, RUN_IDS[1], 0.9), tmp_path / "out")
+    text = built.report.read_text()
+    assert f"previous run {history / RUN_IDS[0]}.json could not be read" in text
+    assert built.regressions == 0 and (history / f"{RUN_IDS[1]}.json").is_file()
+
+
+def test_history_is_append_only(tmp_path):
+    out = tmp_path / "out"
+    build(records(tmp_path, RUN_IDS[0], 0.9), out)
+    kept = (out / "history" / f"{RUN_IDS[0]}.json").read_text()
+    built = build(records(tmp_path, RUN_IDS[0], 0.1), out)  # the same run id again, other figures
+    assert (out / "history" / f"{RUN_IDS[0]}.json").read_text() == kept
+    assert "already existed and was left as it was" in built.report.read_text()
+
+
+def test_history_holds_the_runs_figures_and_benchmarks(tmp_path):
+    out, _ = two_runs(tmp_path)
+    snap = json.loads((out / "history" / f"{RUN_IDS[1]}.json").read_text())
+    assert {"suite": "zero_shot", "test_id": "m/d/big", "metric": "top1", "value": 0.85} in snap["figures"]
+    bench = {b["name"]: b for b in snap["benchmarks"]}
+    assert bench["test_embedding_throughput[tiny-image-b8]"]["items_per_s"] == 720.0
+    assert bench["test_embedding_throughput[tiny-image-b8]"]["median_s"] == 8 / 720
+
+
+def test_compare_fail_sets_the_exit_code(tmp_path):
+    out = tmp_path / "out"
+    args = ["--out", str(out), "--history", str(tmp_path / "hist")]
+    assert main(["--records", str(records(tmp_path, RUN_IDS[0], 0.9)), *args, "--compare-fail"]) == 0
+    second = ["--records", str(records(tmp_path, RUN_IDS[1], 0.8)), *args]
+    assert main(second) == 0  # regressions are reported; the exit code changes only when asked
+    (tmp_path / "hist" / f"{RUN_IDS[1]}.json").unlink()
+    assert main([*second, "--compare-fail"]) == 3
+    (tmp_path / "hist" / f"{RUN_IDS[1]}.json").unlink()
+    assert main([*second, "--compare-fail", "--max-accuracy-drop", "0.2"]) == 0
+
+
+def test_benchmarks_are_tabulated_by_model_with_batch_size_columns_and_plotted(tmp_path):
+    built = build(records(tmp_path, RUN_IDS[0], 0.9), tmp_path / "out", benchmarks(tmp_path, "a", 100.0))
+    text = squeezed(built)
+    assert "**tiny** (trained weights; cpu, float32; GFLOP per item: image 0.1, text 0.1)" in text
+    assert "| | batch size | 1 | 8 | 32 |" in text
+    assert "| image | items/s | 100 | 800 | 3,200 |" in text
+    assert "| text | MFU | 1.00% | 1.00% | 1.00% |" in text
+    assert "| text | peak memory (MiB) | 1,024 | 1,024 | 1,024 |" in text
+    assert (built.report.parent / "throughput_by_batch_size.png").stat().st_size > 1000
+    assert "](throughput_by_batch_size.png)" in text
