@@ -131,6 +131,16 @@ def test_compare_fail_sets_the_exit_code(tmp_path):
     assert main([*second, "--compare-fail", "--max-accuracy-drop", "0.2"]) == 0
 
 
+def test_each_dtype_of_a_model_gets_its_own_table(tmp_path):
+    data = {"benchmarks": [sweep_benchmark("tiny", "image", 8, 800.0), sweep_benchmark("tiny", "image", 8, 900.0)]}
+    data["benchmarks"][1]["name"] += "-bf16"
+    data["benchmarks"][1]["extra_info"]["dtype"] = "bfloat16"
+    (tmp_path / "bench.json").write_text(json.dumps(data))
+    text = squeezed(build(records(tmp_path, RUN_IDS[0], 0.9), tmp_path / "out", tmp_path / "bench.json"))
+    assert "cpu, float32;" in text and "cpu, bfloat16;" in text
+    assert "| image | items/s | 800 |" in text and "| image | items/s | 900 |" in text
+
+
 def test_benchmarks_are_tabulated_by_model_with_batch_size_columns_and_plotted(tmp_path):
     built = build(records(tmp_path, RUN_IDS[0], 0.9), tmp_path / "out", benchmarks(tmp_path, "a", 100.0))
     text = squeezed(built)

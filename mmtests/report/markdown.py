@@ -146,8 +146,8 @@ def benchmarks(data: dict | None) -> str:
              "Items/s from the median round; MFU against the device's peak (datasheet for GPUs, measured for CPUs); "
              "memory from a separate pass in a fresh process."]
     sweeps = benchmark_sweeps(data)
-    for model in dict.fromkeys(r["model"] for r in sweeps):
-        parts.append(_sweep_table([r for r in sweeps if r["model"] == model]))
+    for model, dtype in dict.fromkeys((r["model"], r.get("dtype")) for r in sweeps):  # a table per model and dtype
+        parts.append(_sweep_table([r for r in sweeps if r["model"] == model and r.get("dtype") == dtype]))
     in_sweeps = {r["name"] for r in sweeps}
     others = [b for b in data["benchmarks"] if b["name"] not in in_sweeps]
     if others:

@@ -110,32 +110,29 @@ def per_layer_curves(series: list[tuple[str, list[float]]], out: Path, ylabel: s
 
 
 def throughput_by_batch_size(sweeps: list[dict], out: Path) -> Path | None:
-    """Items/s against batch size, one line per model and modality (log-log: they span orders of magnitude)."""
-    lines: dict[tuple[str, str], list[tuple[int, float]]] = {}
+    """Items/s against batch size, one line per model, modality and dtype (log-log: they span orders of magnitude)."""
+    lines: dict[tuple[str, str, str | None], list[tuple[int, float]]] = {}
     for r in sweeps:
-        lines.setdefault((r["model"], r["modality"]), []).append((r["batch_size"], r["items_per_s"]))
+        lines.setdefault((r["model"], r["modality"], r.get("dtype")), []).append((r["batch_size"], r["items_per_s"]))
     if not lines:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    models = list(dict.fromkeys(model for model, _ in lines))
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for (model, modality), points in lines.items():
+    plt = _pyplot()
+    models = list(dict.fromkeys(model for model, _, _ in lines))
+    dtypes = list(dict.fromkeys(dtype for _, _, dtype in lines))
+    fig, ax = plt.subplots(figsize=(8.5, 4.5))
+    for (model, modality, dtype), points in lines.items():
         xs, ys = zip(*sorted(points), strict=True)
-        image = modality == "image"
-        ax.plot(xs, ys, color=plt.get_cmap("tab10")(models.index(model) % 10), marker="o" if image else "s",
-                linestyle="-" if image else "--", label=f"{model} {modality}")
+        label = f"{model} {modality}" + (f" {dtype}" if len(dtypes) > 1 else "")
+        ax.plot(xs, ys, color=plt.get_cmap("tab10")(models.index(model) % 10), marker="os^D"[dtypes.index(dtype) % 4],
+                linestyle="-" if modality == "image" else "--", label=label)
     batches = sorted({r["batch_size"] for r in sweeps})
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xticks(batches, [str(b) for b in batches])
     ax.set_xlabel("batch size")
     ax.set_ylabel("items/s (median round)")
-    device = sweeps[0].get("device_name") or sweeps[0].get("device", "")
-    ax.set_title(f"Embedding throughput vs batch size ({device})")
+    devices = ", ".join(dict.fromkeys(r.get("device_name") or r.get("device", "") for r in sweeps))
+    ax.set_title(f"Embedding throughput vs batch size ({devices})")
     ax.grid(which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
