@@ -63,7 +63,7 @@ def snapshot(run: Run, bench: dict | None) -> dict:
         benchmarks.append({
             "name": b["name"], "fullname": b.get("fullname", b["name"]), "median_s": median,
             "items_per_s": info.get("items_per_s", 1 / median if median else None),
-            **{k: info[k] for k in ("model", "weights", "modality", "batch_size", "mfu") if k in info},
+            **{k: info[k] for k in ("model", "weights", "modality", "batch_size", "dtype", "mfu") if k in info},
         })
     return {"run_id": run.run_id, "device": env.get("device"), "device_name": env.get("device_name"),
             "git_sha": env.get("git_sha"), "benchmark_machine": _benchmark_machine(bench),
