@@ -124,8 +124,9 @@ class VLMBench:
         total = len(self.questions(qset_name))
         return sorted({int(i) for i in np.linspace(0, total - 1, min(n, total))})
 
-    def _rerun(self, model: str, qset_name: str, n: int, batch_size: int) -> tuple[list[int], list[Generation]]:
-        """A sample of the questions asked again, `batch_size` at a time (1: one by one)."""
+    def _rerun(self, model: str, qset_name: str, n: int, batch_size: int, repeat: int = 0) -> tuple[list[int], list[Generation]]:
+        """A sample of the questions asked again, `batch_size` at a time (1: one by one); `repeat` tells
+        apart runs that must not share the cache."""
         qset = self.matrix.question_sets[qset_name]
         idx = self.sample(qset_name, n)
         items = self.questions(qset_name)

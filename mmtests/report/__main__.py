@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
 from typing import NamedTuple
 
-from . import markdown
+from . import llava, markdown
 from .history import DEFAULT_THRESHOLDS, Thresholds, record_and_compare
 from .plots import accuracy_by_prompt_set, throughput_by_batch_size
 from .records_io import benchmark_sweeps, read_run
@@ -66,6 +67,7 @@ def build(records: Path, out: Path, benchmarks: Path | None = None, history: Pat
         "Paired top-1 difference on the same images, with its standard error.",
         markdown.prompt_gains(run),
         "## Zero-shot details", markdown.secondary_metrics(run),
+        *llava.section(run, run_dir),
         "## Benchmarks", markdown.benchmarks(bench),
     ]
     if throughput_plot:
@@ -79,8 +81,7 @@ def build(records: Path, out: Path, benchmarks: Path | None = None, history: Pat
     report = run_dir / "report.md"
     report.write_text(text)
     # latest.md sits one level up, so its links point into the run's folder.
-    for image in (p for p in (plot, throughput_plot) if p):
-        text = text.replace(f"]({image.name})", f"]({run.run_id}/{image.name})")
+    text = re.sub(r"\]\(([^)/]+\.png)\)", lambda m: f"]({run.run_id}/{m.group(1)})", text)
     (out / "latest.md").write_text(text)
     return Built(report, any(f["outcome"] == "fail" for f in run.figures), len(comparison.regressions))
 

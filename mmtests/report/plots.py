@@ -87,7 +87,7 @@ def attention_heatmaps(samples: list[dict], control: list[dict] | None, out: Pat
 
 
 def per_layer_curves(series: list[tuple[str, list[float]]], out: Path, ylabel: str, title: str,
-                     reference: float | None = None, reference_label: str = "") -> Path | None:
+                     reference: float | None = None, reference_label: str = "", log: bool = False) -> Path | None:
     """One line per (label, per-layer values); an optional horizontal reference line."""
     series = [(label, values) for label, values in series if values]
     if not series:
@@ -98,6 +98,11 @@ def per_layer_curves(series: list[tuple[str, list[float]]], out: Path, ylabel: s
         ax.plot(range(len(values)), values, marker="o", label=label)
     if reference is not None:
         ax.axhline(reference, color="grey", linestyle="--", linewidth=1, label=reference_label)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if log:
+        ax.set_yscale("log")
     ax.set_xlabel("language-model layer")
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)

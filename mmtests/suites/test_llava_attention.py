@@ -102,7 +102,7 @@ def test_localization(attention_check, mm):
                       control_per_layer=np.mean(control.hit_by_layer, axis=0).tolist() if control else None, **where)
     picture = mm.artifact(f"attention-{c.id.replace('/', '-')}.png")
     attention_heatmaps(s.heatmaps, control.heatmaps if control else None, picture,
-                       f"{c.model} (top) vs control {c.control} (bottom): {c.kind} questions" if control else c.model)
+                       f"rows: image, {c.model}, control {c.control}; {c.kind} questions" if control else c.model)
     mm.records.figure(metric="heatmaps", value=None, outcome="measured", artifact=str(picture), **where)
     problems = []
     if c.min_inside_outside is not None and ratio < c.min_inside_outside:
