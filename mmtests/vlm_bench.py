@@ -40,6 +40,7 @@ class AttentionSummary:
     expected_heads: int
     grid: tuple[int, int]
     image_tokens: int
+    dtype: str = "float32"  # the model's compute dtype, which bounds how exactly rows can sum to 1
     row_sum_error: float = 0.0
     causal_leak: float = 0.0
     image_share: list[np.ndarray] = field(default_factory=list)  # per sample, per layer
@@ -152,7 +153,7 @@ class VLMBench:
             if summary is None:
                 summary = AttentionSummary(model, att.shape[0], att.shape[1], text.num_hidden_layers,
                                            text.num_attention_heads, maps.grid, maps.segments["image"][1]
-                                           - maps.segments["image"][0])
+                                           - maps.segments["image"][0], str(vlm.model.dtype).removeprefix("torch."))
             summary.row_sum_error = max(summary.row_sum_error, A.row_sum_error(att))
             summary.causal_leak = max(summary.causal_leak, A.causal_leak(att))
             summary.image_share.append(A.image_share(att, maps.segments["image"], query))
