@@ -105,3 +105,62 @@ def test_a_bad_matrix_stops_pytest_with_one_message_not_a_traceback(pytester):
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*mmtests matrix error:*", "*min_top1 = 7 must be a number in [[]0, 1]*"])
     assert "Traceback" not in result.stderr.str()
+
+
+def test_readme_matrix_examples_load(tmp_path):
+    """The README's TOML examples, together, are a valid matrix."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = re.findall(r"```toml\n(.*?)```", readme, flags=re.S)
+    assert len(blocks) >= 2
+    matrix = load_matrix(write(tmp_path, "\n".join(blocks)))
+    assert matrix.models["llava-7b"].is_vlm
+    assert [c.id for c in matrix.pope] == ["llava-7b/pope"]
+    assert {c.model for c in matrix.zero_shot} == {"vitb32-openai"}  # dual encoders only
+
+
+LLAVA = """
+[models.clip]
+backend = "open_clip"
+model = "ViT-B-32"
+
+[models.vlm]
+backend = "llava"
+model = "some/llava"
+
+[datasets.shapes]
+source = "shapes"
+split = "test"
+
+[datasets.real]
+source = "hf"
+path = "some/vqa"
+
+[question_sets.qa]
+dataset = "shapes"
+questions = "shapes"
+images = 10
+"""
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ('[[answers]]\nquestion_set = "nope"\n', "[[answers]] #1: question set 'nope' in question_set is not defined"),
+    ('[[pope]]\nquestion_set = "qa"\nmodels = ["clip"]\n', "model 'clip' has backend 'open_clip'; models needs backend 'llava'"),
+    ('[[zero_shot]]\ndataset = "shapes"\nprompt_set = "p"\nmodels = ["vlm"]\n[prompt_sets.p]\ntemplates = ["{}"]\n',
+     "is a vision-language model"),
+    ('[question_sets.bad]\ndataset = "real"\nquestions = "shapes"\n',
+     "questions = 'shapes' needs a dataset with source 'shapes'"),
+    ('[[attention]]\nquestion_set = "qa"\nmin_margin_over_control = 1.0\n', "min_margin_over_control needs a 'control' model"),
+    ('[[pope]]\nquestion_set = "qa"\nmin_f1 = 1.5\n', "min_f1 = 1.5 must be a number in [0, 1]"),
+])
+def test_vlm_sections_name_each_mistake(tmp_path, extra, message):
+    with pytest.raises(ConfigError) as err:
+        load_matrix(write(tmp_path, LLAVA + extra))
+    assert message in str(err.value)
+
+
+def test_vlm_checks_default_to_every_vlm(tmp_path):
+    matrix = load_matrix(write(tmp_path, LLAVA + '[[answers]]\nquestion_set = "qa"\nmin_accuracy = { colour = 0.9 }\n'))
+    assert [(c.id, c.min_accuracy) for c in matrix.answers] == [("vlm/qa", (("colour", 0.9),))]
