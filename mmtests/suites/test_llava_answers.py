@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from mmtests.evaluation.answers import (
+    distinct_n,
     majority_baseline,
     matches,
     mentions,
@@ -133,6 +134,10 @@ def test_answers_well_formed(stability_check, mm):
     mm.records.figure(metric="non_empty", value=1 - empty / len(answers), threshold=1.0, **where)
     mm.records.figure(metric="finished", value=finished, threshold=c.min_finished, **where)
     worst = max(repeats)
+    describe = [a.text for a, q in zip(answers, mm.workbench.vlm.questions(c.question_set), strict=True)
+                if q.qa.kind == "describe"]
+    if describe:  # reported: how varied free descriptions are across images (one stuck answer scores low)
+        mm.records.figure(metric="distinct_2_describe", value=distinct_n(describe, 2), **{**where, "n": len(describe)})
     mm.records.figure(metric="max_repeated_bigrams", value=worst, max_allowed=c.max_repeated_ngram,
                       outcome="pass" if worst <= c.max_repeated_ngram else "fail", **where)
     problems = []
