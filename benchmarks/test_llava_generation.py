@@ -96,6 +96,7 @@ def test_llava_prefill(benchmark, model, batch, rounds):
     memory = memory_of(model)[("prefill", batch)]
     benchmark.extra_info.update(
         ttft_s=median, items_per_s=batch / median, prompt_tokens=inputs["input_ids"].shape[1], flops=flops,
+        flops_per_item=flops / batch,
         achieved_flops=flops / median, peak_flops=peak_flops, mfu=mfu(flops, median, peak_flops) if peak_flops else None,
         peak_memory_bytes=memory.peak_bytes, pass_memory_bytes=memory.pass_bytes, memory_method=memory.method)
 

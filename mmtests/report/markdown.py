@@ -115,9 +115,16 @@ def _mib(value: float | None) -> str | None:
 
 
 # Rows of a model's table: (extra_info key, label, format); one column per batch size.
-SWEEP_ROWS = (
+def _ms(value: float | None) -> str | None:
+    return None if value is None else f"{value * 1000:,.1f}"
+
+
+SWEEP_ROWS = (  # rows with no value in any column are left out
     ("items_per_s", "items/s", _rate),
+    ("ttft_s", "time to first token (ms)", _ms),
+    ("per_token_latency_s", "per-token latency (ms)", _ms),
     ("mfu", "MFU", _percent),
+    ("mbu", "MBU", _percent),
     ("pass_memory_bytes", "pass memory (MiB)", _mib),
     ("peak_memory_bytes", "peak memory (MiB)", _mib),
 )
@@ -128,12 +135,12 @@ def _sweep_table(rows: list[dict]) -> str:
     batches = sorted({r["batch_size"] for r in rows})
     cell = {(r["modality"], r["batch_size"]): r for r in rows}
     modalities = list(dict.fromkeys(r["modality"] for r in rows))
-    flops = ", ".join(f"{m} {next(r for r in rows if r['modality'] == m).get('flops_per_item', 0) / 1e9:.3g}"
-                      for m in modalities)
+    per_item = {m: next(r for r in rows if r["modality"] == m).get("flops_per_item") for m in modalities}
+    flops = ", ".join(f"{m} {f / 1e9:.3g}" for m, f in per_item.items() if f) or "–"
     head = (f"**{first['model']}** ({first.get('weights', '?')} weights; {first.get('device_name') or first.get('device', '?')}, "
             f"{first.get('dtype', '?')}; GFLOP per item: {flops})")
-    table = [[m, label, *(fmt(cell.get((m, b), {}).get(key)) for b in batches)]
-             for m in modalities for key, label, fmt in SWEEP_ROWS]
+    table = [[m, label, *values] for m in modalities for key, label, fmt in SWEEP_ROWS
+             for values in [[fmt(cell.get((m, b), {}).get(key)) for b in batches]] if any(v is not None for v in values)]
     return head + "\n\n" + _table(table, ["", "batch size", *map(str, batches)], formatted=True)
 
 
@@ -143,7 +150,8 @@ def benchmarks(data: dict | None) -> str:
         return "No benchmark results in this run (run `pytest benchmarks --benchmark-json FILE`)."
     machine = data.get("machine_info", {})
     parts = [f"Machine: {machine.get('cpu', {}).get('brand_raw', machine.get('processor', '?'))}. "
-             "Items/s from the median round; MFU against the device's peak (datasheet for GPUs, measured for CPUs); "
+             "Items/s from the median round (items: images or captions embedded, prompts prefilled, tokens decoded); "
+             "MFU against the device's peak (datasheet for GPUs, measured for CPUs); "
              "memory from a separate pass in a fresh process."]
     sweeps = benchmark_sweeps(data)
     for model, dtype in dict.fromkeys((r["model"], r.get("dtype")) for r in sweeps):  # a table per model and dtype
