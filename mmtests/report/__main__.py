@@ -49,7 +49,12 @@ def build(records: Path, out: Path, benchmarks: Path | None = None, history: Pat
     shutil.copyfile(records, run_dir / "records.jsonl")
     comparison = record_and_compare(history or out / "history", run, bench, thresholds)
     plot = accuracy_by_prompt_set(run.select("zero_shot", "top1"), run_dir / "zero_shot_by_prompt_set.png")
-    throughput_plot = throughput_by_batch_size(benchmark_sweeps(bench), run_dir / "throughput_by_batch_size.png")
+    sweeps = benchmark_sweeps(bench)
+    throughput_plot = throughput_by_batch_size([r for r in sweeps if not r["modality"].startswith("llava")],
+                                               run_dir / "throughput_by_batch_size.png")
+    generation_plot = throughput_by_batch_size(
+        [r for r in sweeps if r["modality"].startswith("llava")], run_dir / "llava_generation_by_batch_size.png",
+        "LLaVA generation", "prompts/s (prefill, dashed), decoded tokens/s (solid)")
     sections = [
         f"# mmtests report: {run.run_id}",
         "## Environment", markdown.environment(run),
@@ -72,6 +77,8 @@ def build(records: Path, out: Path, benchmarks: Path | None = None, history: Pat
     ]
     if throughput_plot:
         sections.append(f"![embedding throughput vs batch size]({throughput_plot.name})")
+    if generation_plot:
+        sections.append(f"![LLaVA generation vs batch size]({generation_plot.name})")
     sections += [
         "## Skipped", markdown.skipped(run),
     ]

@@ -114,7 +114,8 @@ def per_layer_curves(series: list[tuple[str, list[float]]], out: Path, ylabel: s
     return out
 
 
-def throughput_by_batch_size(sweeps: list[dict], out: Path) -> Path | None:
+def throughput_by_batch_size(sweeps: list[dict], out: Path, title: str = "Embedding throughput",
+                             ylabel: str = "items/s (median round)") -> Path | None:
     """Items/s against batch size, one line per model, modality and dtype (log-log: they span orders of magnitude)."""
     lines: dict[tuple[str, str, str | None], list[tuple[int, float]]] = {}
     for r in sweeps:
@@ -129,15 +130,15 @@ def throughput_by_batch_size(sweeps: list[dict], out: Path) -> Path | None:
         xs, ys = zip(*sorted(points), strict=True)
         label = f"{model} {modality}" + (f" {dtype}" if len(dtypes) > 1 else "")
         ax.plot(xs, ys, color=plt.get_cmap("tab10")(models.index(model) % 10), marker="os^D"[dtypes.index(dtype) % 4],
-                linestyle="-" if modality == "image" else "--", label=label)
+                linestyle="-" if modality in ("image", "llava-decode") else "--", label=label)
     batches = sorted({r["batch_size"] for r in sweeps})
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xticks(batches, [str(b) for b in batches])
     ax.set_xlabel("batch size")
-    ax.set_ylabel("items/s (median round)")
+    ax.set_ylabel(ylabel)
     devices = ", ".join(dict.fromkeys(r.get("device_name") or r.get("device", "") for r in sweeps))
-    ax.set_title(f"Embedding throughput vs batch size ({devices})")
+    ax.set_title(f"{title} vs batch size ({devices})")
     ax.grid(which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
