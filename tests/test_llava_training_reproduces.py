@@ -1,4 +1,4 @@
-"""The training script still reproduces a tiny LLaVA of the committed quality (slow: ~25 CPU minutes)."""
+"""The training script still reproduces a tiny LLaVA of the committed quality (slow: ~75 minutes on one CPU core)."""
 
 import json
 import subprocess
