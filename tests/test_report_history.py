@@ -151,3 +151,21 @@ def test_benchmarks_are_tabulated_by_model_with_batch_size_columns_and_plotted(t
     assert "| text | peak memory (MiB) | 1,024 | 1,024 | 1,024 |" in text
     assert (built.report.parent / "throughput_by_batch_size.png").stat().st_size > 1000
     assert "](throughput_by_batch_size.png)" in text
+
+
+def test_direction_of_change_depends_on_the_metric():
+    from mmtests.report.history import DEFAULT_THRESHOLDS, compare
+
+    def snap(run_id, yes, leak, share, acc):
+        return {"run_id": run_id, "figures": [
+            {"suite": "pope", "test_id": "m/q/adv", "metric": "yes_ratio", "value": yes, "target": 0.5},
+            {"suite": "attention", "test_id": "m/q/c", "metric": "causal_leak", "value": leak},
+            {"suite": "attention", "test_id": "m/q/c", "metric": "image_share", "value": share},
+            {"suite": "vlm_answers", "test_id": "m/q/colour", "metric": "accuracy", "value": acc}]}
+
+    result = compare(snap("a", 0.65, 0.0, 0.8, 0.9), snap("b", 0.45, 0.1, 0.5, 0.8), DEFAULT_THRESHOLDS)
+    verdicts = {d.name: d.verdict for d in result.deltas}
+    assert verdicts == {"m/q/adv yes_ratio": "improvement",  # .15 from the truth -> .05
+                        "m/q/c causal_leak": "regression",  # lower is better
+                        "m/q/c image_share": "same",  # describes the model, never flagged
+                        "m/q/colour accuracy": "regression"}

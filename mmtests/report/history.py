@@ -1,7 +1,8 @@
 """Run history: one JSON file per run, compared with the run before it.
 
 `<history>/<run id>.json` holds a run's figures: every numeric figure of the records (suite,
-test_id, metric, value; read as higher-is-better: accuracy, recall, gains) and every benchmark
+test_id, metric, value; read as higher-is-better, such as accuracy, recall or gains, unless
+`METRIC_DIRECTION` says otherwise) and every benchmark
 (name, median seconds, items/s). Files are only ever added: a run already in the history is left
 as it was. The previous run is the newest file whose run id sorts before this one (run ids are
 UTC timestamps); when it is missing or unreadable the report says so and shows no deltas.
@@ -48,6 +49,16 @@ class Comparison:
         return [d for d in self.deltas if d.verdict == "regression"]
 
 
+# How a figure's change is judged when it is not higher-is-better: "lower" (errors, leaks, loops),
+# "target" (closer to the figure's `target` is better: a POPE yes-ratio against the true ratio), or
+# "neutral" (a description of the model, such as where attention goes: shown, never flagged).
+METRIC_DIRECTION = {
+    "row_sum_error": "lower", "causal_leak": "lower", "max_repeated_bigrams": "lower",
+    "yes_ratio": "target", "image_share": "neutral", "sink_share": "neutral", "distinct_2_describe": "neutral",
+}
+TARGET_FIELDS = {"yes_ratio": "true_yes_ratio"}
+
+
 def _number(value) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -55,7 +66,9 @@ def _number(value) -> bool:
 def snapshot(run: Run, bench: dict | None) -> dict:
     """What the history keeps of a run: its figures and its benchmarks, with the device they ran on."""
     env = run.environment
-    figures = [{k: f[k] for k in ("suite", "test_id", "metric", "value")} for f in run.figures if _number(f.get("value"))]
+    figures = [{**{k: f[k] for k in ("suite", "test_id", "metric", "value")},
+                **({"target": f[TARGET_FIELDS[f["metric"]]]} if f["metric"] in TARGET_FIELDS else {})}
+               for f in run.figures if _number(f.get("value"))]
     benchmarks = []
     for b in (bench or {}).get("benchmarks", []):
         info = b.get("extra_info", {})
@@ -113,8 +126,14 @@ def compare(prev: dict, cur: dict, thresholds: Thresholds) -> Comparison:
     c_figs = _by(cur.get("figures", []), "suite", "test_id", "metric")
     for key in sorted(p_figs.keys() & c_figs.keys()):
         before, now = p_figs[key]["value"], c_figs[key]["value"]
-        out.deltas.append(Delta("accuracy", f"{key[1]} {key[2]}", before, now, now - before,
-                                _verdict(now - before, thresholds.max_accuracy_drop)))
+        direction = METRIC_DIRECTION.get(key[2], "higher")
+        better = now - before  # how much better the figure got, in its own units
+        if direction == "lower":
+            better = before - now
+        elif direction == "target" and _number(c_figs[key].get("target")) and _number(p_figs[key].get("target")):
+            better = abs(before - p_figs[key]["target"]) - abs(now - c_figs[key]["target"])
+        verdict = "same" if direction == "neutral" else _verdict(better, thresholds.max_accuracy_drop)
+        out.deltas.append(Delta("accuracy", f"{key[1]} {key[2]}", before, now, now - before, verdict))
 
     p_bench, c_bench = _by(prev.get("benchmarks", []), "fullname"), _by(cur.get("benchmarks", []), "fullname")
     shared = sorted(p_bench.keys() & c_bench.keys())
