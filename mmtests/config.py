@@ -101,10 +101,11 @@ class QuestionSet:
 
 
 @dataclass(frozen=True)
-class AnswerCheck:
+class VLMCheck:
+    """A check of one vision-language model on one question set."""
+
     model: str
     question_set: str
-    min_accuracy: tuple[tuple[str, float], ...]  # per question kind; kinds not listed are reported only
 
     @property
     def id(self) -> str:
@@ -112,34 +113,25 @@ class AnswerCheck:
 
 
 @dataclass(frozen=True)
-class PopeCheck:
-    model: str
-    question_set: str
+class AnswerCheck(VLMCheck):
+    min_accuracy: tuple[tuple[str, float], ...]  # per question kind; kinds not listed are reported only
+
+
+@dataclass(frozen=True)
+class PopeCheck(VLMCheck):
     min_f1: float | None
     max_yes_ratio_gap: float | None
 
-    @property
-    def id(self) -> str:
-        return f"{self.model}/{self.question_set}"
-
 
 @dataclass(frozen=True)
-class StabilityCheck:
-    model: str
-    question_set: str
+class StabilityCheck(VLMCheck):
     single_sample: int  # questions re-asked one at a time, compared with the batched answers
     max_repeated_ngram: float  # per answer, share of repeated bigrams
     min_finished: float = 0.95  # share of answers that end with EOS before max_new_tokens
 
-    @property
-    def id(self) -> str:
-        return f"{self.model}/{self.question_set}"
-
 
 @dataclass(frozen=True)
-class AttentionCheck:
-    model: str
-    question_set: str
+class AttentionCheck(VLMCheck):
     kind: str  # the question kind whose answer position is analysed
     samples: int
     control: str | None  # a model measured the same way, for comparison (stage-1-only, untrained...)
