@@ -5,6 +5,7 @@ Every problem in a file is reported at once, each naming its entry and the fix, 
 
 from __future__ import annotations
 
+import difflib
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,28 @@ BACKENDS = ("open_clip", "hf_clip", "llava")
 DUAL_ENCODERS = ("open_clip", "hf_clip")
 QUESTION_SOURCES = ("shapes", "columns")
 SOURCES = ("shapes", "hf", "imagefolder", "parquet")
+DTYPES = ("float32", "float16", "bfloat16")
+
+# The keys each kind of entry knows; any other key is a mistake, reported with the closest known one.
+MODEL_KEYS = {"backend", "model", "pretrained", "dtype", "padding_side", "generation", "baseline", "tolerance",
+              "quantize", "required"}
+DATASET_KEYS = {"source", "path", "split", "label_column", "image_column", "classnames", "size", "limit",
+                "description", "image_sizes", "required"}
+PROMPT_SET_KEYS = {"templates"}
+QUESTION_SET_KEYS = {"dataset", "questions", "images", "max_new_tokens", "synonyms", "question_column",
+                     "answer_column", "kind_column", "kind", "bbox_column"}
+CHECK_KEYS = {"models", "gate"}  # every check section ([[zero_shot]] ... [[attention]])
+ZERO_SHOT_KEYS = CHECK_KEYS | {"dataset", "prompt_set", "min_top1"}
+PROMPT_GAIN_KEYS = CHECK_KEYS | {"dataset", "baseline", "candidate", "min_gain"}
+ANSWER_KEYS = CHECK_KEYS | {"question_set", "min_accuracy"}
+POPE_KEYS = CHECK_KEYS | {"question_set", "min_f1", "max_yes_ratio_gap"}
+STABILITY_KEYS = CHECK_KEYS | {"question_set", "single_sample", "max_repeated_ngram", "min_finished"}
+ATTENTION_KEYS = CHECK_KEYS | {"question_set", "kind", "samples", "control", "row_sum_tolerance", "min_inside_outside",
+                               "min_pointing_hit", "min_margin_over_control", "min_image_share", "max_sink_share"}
+TABLE_SECTIONS = {"models": MODEL_KEYS, "datasets": DATASET_KEYS, "prompt_sets": PROMPT_SET_KEYS,
+                  "question_sets": QUESTION_SET_KEYS}  # [section.NAME]
+ARRAY_SECTIONS = {"zero_shot": ZERO_SHOT_KEYS, "prompt_gain": PROMPT_GAIN_KEYS, "answers": ANSWER_KEYS,
+                  "pope": POPE_KEYS, "stability": STABILITY_KEYS, "attention": ATTENTION_KEYS}  # [[section]]
 
 
 class ConfigError(ValueError):
@@ -29,6 +52,9 @@ class ModelSpec:
     dtype: str | None = None  # llava: torch dtype name; default bfloat16/float16 on CUDA, float32 on CPU
     padding_side: str = "left"  # llava: batched generation padding (right padding breaks decoder-only batches)
     generation: tuple[tuple[str, object], ...] = ()  # llava: extra generate() settings, e.g. sampling
+    baseline: str | None = None  # folder of its known-good per-sample outcomes and fingerprint
+    tolerance: tuple[tuple[str, float], ...] = ()  # overrides of the baseline gates' tolerances
+    quantize: str | None = None  # dual encoders: "dynamic-int8" (torch.ao dynamic quantization of Linear layers)
 
     @property
     def is_vlm(self) -> bool:
@@ -47,11 +73,13 @@ class DatasetSpec:
     size: int | None = None  # shapes world only: number of images
     limit: int | None = None  # evaluate the first `limit` rows only
     description: str = ""  # one line for the report: what this dataset probes
+    image_sizes: tuple[tuple[int, int], ...] = ()  # shapes world: (width, height) sizes cycled over the rows
+
 
     @property
     def images_key(self) -> tuple:
         """Datasets with the same key share their images (and so the image embeddings)."""
-        return (self.source, self.path, self.split, self.image_column, self.size, self.limit)
+        return (self.source, self.path, self.split, self.image_column, self.size, self.limit, self.image_sizes)
 
 
 @dataclass(frozen=True)
@@ -232,6 +260,43 @@ def _templates(value, where: str, problems: list[str]) -> tuple[str, ...]:
     return tuple(t.replace("{c}", "{}") for t in value)
 
 
+def _baseline_dir(base: Path, value, where: str, problems: list[str]) -> str | None:
+    """A baseline folder, relative to the matrix file; it may not exist yet (--mm-save-baseline makes it)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        problems.append(f"{where}: baseline must be a folder path (relative to the matrix file)")
+        return None
+    return str((base / Path(value).expanduser()).resolve())
+
+
+def _tolerance(value, where: str, problems: list[str]) -> tuple[tuple[str, float], ...]:
+    from .baselines import TOLERANCES
+
+    known = set(TOLERANCES["float32"])
+    if not isinstance(value, dict):
+        problems.append(f"{where}: tolerance must be a table, e.g. {{min_agreement = 0.99}}")
+        return ()
+    for k, v in value.items():
+        if k not in known:
+            close = difflib.get_close_matches(k, known, 1)
+            problems.append(f"{where}: tolerance has no {k!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+                            + f"; known: {', '.join(sorted(known))}")
+        elif isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+            problems.append(f"{where}: tolerance {k} = {v!r} must be a number in [0, 1]")
+    return tuple(sorted((k, float(v)) for k, v in value.items() if k in known and isinstance(v, (int, float))))
+
+
+def _image_sizes(value, where: str, problems: list[str]) -> tuple[tuple[int, int], ...]:
+    ok = isinstance(value, list) and all(
+        isinstance(p, list) and len(p) == 2 and all(isinstance(x, int) and not isinstance(x, bool) and 8 <= x <= 4096
+                                                    for x in p) for p in value)
+    if not ok:
+        problems.append(f"{where}: image_sizes must be a list of [width, height] pairs of pixels, e.g. [[96, 80]]")
+        return ()
+    return tuple((w, h) for w, h in value)
+
+
 def _threshold(entry: dict, key: str, where: str, problems: list[str], lo: float = 0.0) -> float | None:
     value = entry.get(key)
     if value is None:
@@ -254,23 +319,93 @@ def _models_of(entry: dict, models: dict, where: str, problems: list[str]) -> li
     return [n for n in names if n in models and not models[n].is_vlm]
 
 
+_TOML_TYPES = {bool: "true or false", str: "a string", int: "a number", float: "a number", dict: "a table",
+               list: "a list"}
+
+
+def _toml_type(value) -> str:
+    return next((name for t, name in _TOML_TYPES.items() if isinstance(value, t)), type(value).__name__)
+
+
+def _did_you_mean(key: str, known) -> str:
+    close = difflib.get_close_matches(key, sorted(known), 1)
+    return f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(sorted(known))})"
+
+
+def _typed(entry: dict, key: str, kind: type, where: str, problems: list[str], default=None):
+    """entry[key] when it is of `kind` (true/false is not a number here), else `default` with the problem noted."""
+    value = entry.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        problems.append(f"{where}: {key} = {value!r} must be {_TOML_TYPES[kind]}")
+        return default
+    return value
+
+
+def _positive_int(entry: dict, key: str, where: str, problems: list[str]) -> int | None:
+    value = entry.get(key)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        problems.append(f"{where}: {key} = {value!r} must be a whole number of at least 1")
+        return None
+    return value
+
+
+def _checked_sections(raw: dict, problems: list[str]) -> dict:
+    """The known sections of the right shape, holding only entries that are tables; unknown keys, and the
+    `required` / `gate` keys every entry may carry, checked here."""
+    out: dict = {}
+    for section, known in {**TABLE_SECTIONS, **ARRAY_SECTIONS}.items():
+        if section not in raw:
+            continue
+        value = raw[section]
+        if section in TABLE_SECTIONS:
+            if not isinstance(value, dict):
+                problems.append(f"[{section}] must be tables, one per entry ([{section}.NAME]), not {_toml_type(value)}")
+                continue
+            entries = list(value.items())
+            wheres = [f"[{section}.{name}]" for name in value]
+        else:
+            if not isinstance(value, list):
+                problems.append(f"[[{section}]] must be an array of tables, one [[{section}]] per check"
+                                + (f"; write [[{section}]], not [{section}]" if isinstance(value, dict)
+                                   else f", not {_toml_type(value)}"))
+                continue
+            entries = list(enumerate(value))
+            wheres = [f"[[{section}]] #{i + 1}" for i in range(len(value))]
+        bad = [where for where, (_, e) in zip(wheres, entries, strict=True) if not isinstance(e, dict)]
+        problems += [f"{where} must be a table of settings" for where in bad]
+        if bad and section in ARRAY_SECTIONS:
+            continue  # entries are numbered: read none rather than renumber them
+        for where, (_, entry) in zip(wheres, entries, strict=True):
+            if isinstance(entry, dict):
+                problems += [f"{where}: unknown key {k!r}{_did_you_mean(k, known)}" for k in entry if k not in known]
+                for key, kind in (("required", bool), ("gate", str)):
+                    if key in known:
+                        _typed(entry, key, kind, where, problems)
+        out[section] = {k: e for k, e in value.items() if isinstance(e, dict)} if section in TABLE_SECTIONS else value
+    return out
+
+
 def load_matrix(path: str | Path | None = None) -> Matrix:
     """Read and validate a matrix file (the packaged default when `path` is None)."""
     path = Path(path or DEFAULT_CONFIG)
     if not path.is_file():
         raise ConfigError(f"matrix file {str(path)!r} does not exist; pass an existing TOML file to --mm-config")
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text ({err}); save the matrix file as UTF-8") from err
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML: {err}") from err
     base = path.parent
     problems: list[str] = []
     matrix = Matrix(path=path)
-    known_sections = {"models", "datasets", "prompt_sets", "zero_shot", "prompt_gain", "question_sets", "answers",
-                      "pope", "stability", "attention"}
+    known_sections = {*TABLE_SECTIONS, *ARRAY_SECTIONS}
     for key in raw:
         if key not in known_sections:
-            problems.append(f"{path.name}: unknown section [{key}] (known: {', '.join(sorted(known_sections))})")
+            problems.append(f"{path.name}: unknown section [{key}]{_did_you_mean(key, known_sections)}")
+    raw = _checked_sections(raw, problems)
 
     for name, m in raw.get("models", {}).items():
         where = f"[models.{name}]"
@@ -280,16 +415,24 @@ def load_matrix(path: str | Path | None = None) -> Matrix:
         if not isinstance(m.get("model"), str):
             problems.append(f"{where}: missing 'model' (open_clip config name or local-dir:, HF id or directory)")
             continue
-        pretrained = m.get("pretrained")
+        pretrained = _typed(m, "pretrained", str, where, problems)
+        if m.get("dtype") not in (None, *DTYPES):
+            problems.append(f"{where}: dtype = {m['dtype']!r} must be one of {', '.join(DTYPES)}")
         if m.get("padding_side", "left") not in ("left", "right"):
             problems.append(f"{where}: padding_side = {m['padding_side']!r} must be 'left' or 'right'")
         if not isinstance(m.get("generation", {}), dict):
             problems.append(f"{where}: generation must be a table of generate() settings, e.g. {{temperature = 0.7}}")
             continue
         matrix.models[name] = ModelSpec(name, m["backend"], _resolve(base, m["model"]),
-                                        _resolve(base, pretrained) if pretrained else None, dtype=m.get("dtype"),
+                                        _resolve(base, pretrained) if pretrained else None,
+                                        dtype=m.get("dtype") if m.get("dtype") in DTYPES else None,
                                         padding_side=m.get("padding_side", "left"),
-                                        generation=tuple(sorted(m.get("generation", {}).items())))
+                                        generation=tuple(sorted(m.get("generation", {}).items())),
+                                        baseline=_baseline_dir(base, m.get("baseline"), where, problems),
+                                        tolerance=_tolerance(m.get("tolerance", {}), where, problems),
+                                        quantize=m.get("quantize"))
+        if m.get("quantize") not in (None, "dynamic-int8"):
+            problems.append(f"{where}: quantize = {m['quantize']!r} must be 'dynamic-int8'")
 
     for name, d in raw.get("datasets", {}).items():
         where = f"[datasets.{name}]"
@@ -307,8 +450,10 @@ def load_matrix(path: str | Path | None = None) -> Matrix:
             name=name, source=source, path=_resolve(base, d.get("path", "")), split=d.get("split", "test"),
             label_column=d.get("label_column"), image_column=d.get("image_column", "image"),
             classnames=_classnames(d.get("classnames"), where, problems), size=d.get("size"), limit=d.get("limit"),
-            description=d.get("description", ""),
+            description=d.get("description", ""), image_sizes=_image_sizes(d.get("image_sizes", []), where, problems),
         )
+        if d.get("image_sizes") and source != "shapes":
+            problems.append(f"{where}: image_sizes applies to the shapes world only (source 'shapes')")
 
     for name, p in raw.get("prompt_sets", {}).items():
         matrix.prompt_sets[name] = PromptSet(name, _templates(p.get("templates"), f"[prompt_sets.{name}]", problems))

@@ -51,6 +51,9 @@ class RecordWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         self._file = self.path.open("a")
+        self.samples_path = self.path.with_name(f"{self.path.stem}-samples.jsonl")
+        self.samples_path.unlink(missing_ok=True)
+        self._samples = None
         self._write({"kind": "run", "run_id": self.run_id, "started": time.time(), "environment": env})
 
     def _write(self, record: dict) -> None:
@@ -69,5 +72,27 @@ class RecordWriter:
                      "value": value, "threshold": threshold, "outcome": outcome, **fields})
         return outcome
 
+    def check(self, *, suite: str, test_id: str, check, **where) -> str:
+        """Record a judged (or measured) `mmtests.checks.Check`; min/max bounds keep the report's field names."""
+        fields = check.record_fields()
+        bound = fields.pop("bound")
+        if check.kind == "min":
+            fields["threshold"] = bound
+        elif check.kind == "max":
+            fields["max_allowed"] = bound
+        elif check.kind == "baseline":
+            fields["tolerance"] = bound
+        return self.figure(suite=suite, test_id=test_id, **fields, **where)
+
+    def samples(self, *, model: str, key: str, samples: dict) -> None:
+        """Per-sample outcomes of one check, one JSON line, in a file beside the records (as lmms-eval's
+        --log_samples): a red gate can be read sample by sample, and two runs compared item by item."""
+        if self._samples is None:
+            self._samples = self.samples_path.open("a")
+        self._samples.write(json.dumps({"run_id": self.run_id, "model": model, "key": key, "samples": samples}) + "\n")
+        self._samples.flush()
+
     def close(self) -> None:
         self._file.close()
+        if self._samples is not None:
+            self._samples.close()

@@ -16,12 +16,14 @@ from tqdm.auto import tqdm
 from .adapters.llava import Generation, VisionLanguageModel
 from .config import AttentionCheck, QuestionSet
 from .data.shapes_qa import QA, question_set
-from .data.sources import DatasetUnavailable
+from .errors import EntryError
 from .evaluation import attention as A
+from .evaluation.answers import is_correct
 
 # Shorter expected answers first: a generate() batch runs until its longest answer ends.
 _KIND_ORDER = {"pope": 0, "size": 1, "colour": 2, "shape": 3, "count": 4, "position": 5, "describe": 9}
 HEATMAPS_KEPT = 6
+PROBE_QUESTIONS = 48  # questions spread over the kinds whose first-token distributions are fingerprinted
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,8 @@ class VLMBench:
         self.answers = _memo(self._answers)
         self.rerun = _memo(self._rerun)
         self.attention = _memo(self._attention)
+        self.correct = _memo(self._correct)
+        self.probe_logprobs = _memo(self._probe_logprobs)
 
     def batch_size(self) -> int:
         return 64 if self.wb.device.type == "cuda" else 32
@@ -87,8 +91,10 @@ class VLMBench:
         missing = [c for c in (qset.question_column, qset.answer_column, qset.kind_column, qset.bbox_column)
                    if c is not None and c not in ds.column_names]
         if missing:
-            raise DatasetUnavailable(f"question set {name!r}: dataset {qset.dataset!r} has no column "
-                                     f"{', '.join(map(repr, missing))} (columns: {', '.join(ds.column_names)})")
+            raise EntryError(f"question set {name!r}: dataset {qset.dataset!r} has no column "
+                             f"{', '.join(map(repr, missing))} (columns: {', '.join(ds.column_names)}); set "
+                             "question_column / answer_column / kind_column / bbox_column in [question_sets."
+                             f"{name}]")
         groups = ds[qset.kind_column] if qset.kind_column else [None] * len(ds)
         boxes = ds[qset.bbox_column] if qset.bbox_column else [None] * len(ds)
 
@@ -120,6 +126,22 @@ class VLMBench:
         qset = self.matrix.question_sets[qset_name]
         return self._generate(model, qset, self.questions(qset_name), self.batch_size())
 
+    def _correct(self, model: str, qset_name: str) -> list[bool]:
+        """Per question: the model's answer is right (scored by kind, with the set's synonyms)."""
+        synonyms = dict(self.matrix.question_sets[qset_name].synonyms)
+        return [is_correct(q.qa.kind, q.qa.answer, q.qa.about, a.text, synonyms)
+                for q, a in zip(self.questions(qset_name), self.answers(model, qset_name), strict=True)]
+
+    def _probe_logprobs(self, model: str, qset_name: str) -> tuple[list[int], object]:
+        """First-answer-token log-probabilities on a fixed probe sample of the set (its fingerprint)."""
+        qset = self.matrix.question_sets[qset_name]
+        idx = self.sample(qset_name, PROBE_QUESTIONS)
+        items = [self.questions(qset_name)[i] for i in idx]
+        ds = self.images(qset)
+        column = self.matrix.datasets[qset.dataset].image_column
+        images = [ds[q.image][column] for q in items]
+        return idx, self.model(model).first_token_logprobs(images, [q.qa.question for q in items], self.batch_size())
+
     def sample(self, qset_name: str, n: int) -> list[int]:
         """`n` question indices spread evenly over the set (so over kinds and images)."""
         total = len(self.questions(qset_name))
@@ -133,11 +155,27 @@ class VLMBench:
         items = self.questions(qset_name)
         return idx, self._generate(model, qset, [items[i] for i in idx], batch_size)
 
-    def _attention(self, model: str, check: AttentionCheck) -> AttentionSummary:
+    def attention_items(self, check: AttentionCheck) -> tuple[list[Question], int]:
+        """The check's questions with a box that its model answers correctly (so a model that cannot answer
+        cannot pass by where it looks), and how many questions of the kind had a box."""
         qset = self.matrix.question_sets[check.question_set]
-        items = [q for q in self.questions(check.question_set) if q.qa.kind == check.kind and q.bbox]
+        correct = self.correct(check.model, check.question_set)
+        boxed = [(q, ok) for q, ok in zip(self.questions(check.question_set), correct, strict=True)
+                 if q.qa.kind == check.kind and q.bbox]
+        if not boxed:
+            raise EntryError(f"question set {qset.name!r} has no {check.kind!r} questions with a box "
+                             f"(bbox_column {qset.bbox_column!r}); attention checks need one")
+        return [q for q, ok in boxed if ok], len(boxed)
+
+    def _attention(self, model: str, check: AttentionCheck, answered_only: bool = True) -> AttentionSummary | None:
+        """Attention summary of `model` (the check's model or its control) on the questions the check's model
+        answers correctly (model and control on the same samples), or on every question with a box."""
+        qset = self.matrix.question_sets[check.question_set]
+        items, _ = self.attention_items(check)
+        if not answered_only:
+            items = [q for q in self.questions(check.question_set) if q.qa.kind == check.kind and q.bbox]
         if not items:
-            raise DatasetUnavailable(f"question set {qset.name!r} has no {check.kind!r} questions with a box")
+            return None
         items = [items[int(i)] for i in np.linspace(0, len(items) - 1, min(check.samples, len(items)))]
         vlm = self.model(model)
         ds = self.images(qset)

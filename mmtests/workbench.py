@@ -16,7 +16,15 @@ from tqdm.auto import tqdm
 from .adapters import DualEncoder, ModelUnavailable, load_dual_encoder
 from .config import DatasetSpec, GainCheck, Matrix, ZeroShotCheck
 from .data.sources import DatasetUnavailable, class_names, load_images_and_labels
-from .evaluation.zero_shot import PairedGain, ZeroShotMetrics, paired_gain, zero_shot_logits, zero_shot_metrics
+from .evaluation.zero_shot import (
+    PairedGain,
+    ZeroShotMetrics,
+    ZeroShotSamples,
+    paired_gain,
+    zero_shot_logits,
+    zero_shot_metrics,
+    zero_shot_samples,
+)
 
 T = TypeVar("T")
 
@@ -73,6 +81,7 @@ class Workbench:
         self.encoder = _memo(self._encoder)
         self._dataset = _memo(self._load_dataset)
         self._features = _memo(self._embed)
+        self._classifier = _memo(self._text_classifier)
         self._logits = _memo(self._classify)
         from .vlm_bench import VLMBench
 
@@ -98,10 +107,33 @@ class Workbench:
         features = self._features(model, spec.images_key, spec.name)
         return ImageFeatures(features, torch.tensor(ds[spec.label_column]), tuple(class_names(spec, ds)))
 
-    def _classify(self, model: str, dataset: str, prompt_set: str) -> torch.Tensor:
+    def precision(self, model: str) -> str:
+        """The numeric precision a model runs in here, which sets its baseline gates' tolerances."""
+        spec = self.matrix.models[model]
+        if spec.quantize:
+            return "int8"
+        if spec.dtype:
+            return spec.dtype
+        if spec.is_vlm:
+            return str(self.vlm.model(model).model.dtype).removeprefix("torch.")
+        return "float16" if self.device.type == "cuda" else "float32"
+
+    def _text_classifier(self, model: str, dataset: str, prompt_set: str) -> torch.Tensor:
         feats = self.image_features(model, dataset)
-        classifier = self.encoder(model).text_classifier(feats.classnames, self.matrix.prompt_sets[prompt_set].templates)
-        return zero_shot_logits(feats.features, classifier.cpu())
+        return self.encoder(model).text_classifier(feats.classnames, self.matrix.prompt_sets[prompt_set].templates).cpu()
+
+    def classifier(self, model: str, dataset: str, prompt_set: str) -> torch.Tensor:
+        """Class embeddings (D x C) of a dataset's class names under a prompt set."""
+        return self._classifier(model, dataset, prompt_set)
+
+    def _classify(self, model: str, dataset: str, prompt_set: str) -> torch.Tensor:
+        return zero_shot_logits(self.image_features(model, dataset).features, self.classifier(model, dataset, prompt_set))
+
+    def zero_shot_samples(self, check: ZeroShotCheck) -> ZeroShotSamples:
+        """Per image: the predicted class, its probability (the model's own logit scale), and whether it is right."""
+        feats = self.image_features(check.model, check.dataset)
+        logits = self._logits(check.model, check.dataset, check.prompt_set)
+        return zero_shot_samples(logits, feats.labels, self.encoder(check.model).logit_scale())
 
     def zero_shot(self, check: ZeroShotCheck) -> ZeroShotMetrics:
         feats = self.image_features(check.model, check.dataset)

@@ -13,12 +13,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.slow
-def test_retraining_reaches_the_default_llava_thresholds(tmp_path):
+def test_retraining_reaches_the_seed_llava_thresholds(tmp_path):
     subprocess.run([sys.executable, str(ROOT / "fixtures" / "train_tiny_llava.py"), "--out", str(tmp_path)], check=True)
-    default = load_matrix()
+    default = load_matrix(ROOT / "fixtures" / "retrain-thresholds.toml")
     text = default.path.read_text()
     for name in ("tiny-llava", "tiny-llava-stage1"):
-        text = text.replace(f'model = "zoo/{name}"', f'model = "{tmp_path / name}"')
+        text = text.replace(f'model = "../mmtests/zoo/{name}"', f'model = "{tmp_path / name}"')
     matrix = tmp_path / "matrix.toml"
     matrix.write_text(text)
     records = tmp_path / "records.jsonl"

@@ -13,14 +13,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.slow
-def test_retraining_reaches_the_default_thresholds(tmp_path):
+def test_retraining_reaches_the_seed_thresholds(tmp_path):
     subprocess.run([sys.executable, str(ROOT / "fixtures" / "train_tiny_clip.py"), "--seed", "1", "--out", str(tmp_path)],
                    check=True)
-    default = load_matrix()
+    default = load_matrix(ROOT / "fixtures" / "retrain-thresholds.toml")
     matrix = tmp_path / "matrix.toml"
     text = default.path.read_text()
-    text = text.replace('model = "local-dir:zoo/tiny-clip/open_clip"', f'model = "local-dir:{tmp_path / "open_clip"}"')
-    text = text.replace('model = "zoo/tiny-clip/hf"', f'model = "{tmp_path / "hf"}"')
+    text = text.replace('model = "local-dir:../mmtests/zoo/tiny-clip/open_clip"', f'model = "local-dir:{tmp_path / "open_clip"}"')
+    text = text.replace('model = "../mmtests/zoo/tiny-clip/hf"', f'model = "{tmp_path / "hf"}"')
     matrix.write_text(text)
     records = tmp_path / "records.jsonl"
     result = subprocess.run([sys.executable, "-m", "pytest", "--pyargs", "mmtests.suites", "-q", "-p", "no:cacheprovider",

@@ -13,12 +13,27 @@ def load_dual_encoder(spec: ModelSpec, device: torch.device) -> DualEncoder:
     if spec.backend == "open_clip":
         from .open_clip_backend import OpenClipEncoder
 
-        return OpenClipEncoder(spec.name, spec.model, spec.pretrained, device)
-    if spec.backend == "hf_clip":
+        encoder = OpenClipEncoder(spec.name, spec.model, spec.pretrained, device)
+    elif spec.backend == "hf_clip":
         from .hf_clip import HFClipEncoder
 
-        return HFClipEncoder(spec.name, spec.model, device)
-    raise ValueError(f"model {spec.name!r}: backend {spec.backend!r} has no dual-encoder adapter")
+        encoder = HFClipEncoder(spec.name, spec.model, device)
+    else:
+        raise ValueError(f"model {spec.name!r}: backend {spec.backend!r} has no dual-encoder adapter")
+    return with_precision(encoder, spec)
+
+
+def with_precision(encoder: DualEncoder, spec: ModelSpec) -> DualEncoder:
+    """The encoder cast to the entry's `dtype`, or with its Linear layers dynamically quantized to int8
+    (torch.ao, CPU): the low-precision copies users export, gated against the float32 baseline."""
+    if spec.quantize == "dynamic-int8":
+        from torch.ao.quantization import quantize_dynamic
+
+        encoder.model = quantize_dynamic(encoder.model.to("cpu"), {torch.nn.Linear}, dtype=torch.qint8)
+    elif spec.dtype:
+        encoder.input_dtype = getattr(torch, spec.dtype)
+        encoder.model = encoder.model.to(encoder.input_dtype)
+    return encoder
 
 
 __all__ = ["DualEncoder", "ModelUnavailable", "load_dual_encoder"]

@@ -8,9 +8,7 @@ from collections.abc import Callable, Sequence
 import torch
 from PIL import Image
 
-
-class ModelUnavailable(RuntimeError):
-    """Weights or files are not available here; the message says which and how to get them."""
+from ..errors import EntryError, ModelUnavailable  # noqa: F401  (re-exported)
 
 
 class DualEncoder(ABC):
@@ -23,6 +21,7 @@ class DualEncoder(ABC):
     name: str
     device: torch.device
     tokenizer: Callable[[list[str]], object]
+    input_dtype: torch.dtype = torch.float32  # pixels are cast to it: the model's dtype when cast as a whole
 
     @abstractmethod
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
@@ -33,6 +32,10 @@ class DualEncoder(ABC):
 
     @abstractmethod
     def encode_text(self, tokens, normalize: bool = False) -> torch.Tensor: ...
+
+    def logit_scale(self) -> float:
+        """The learned temperature that turns cosine similarities into logits (exp of the stored log scale)."""
+        return float(self.model.logit_scale.detach().float().exp())
 
     def autocast(self):
         """Half-precision autocast on GPU; a no-op on CPU where it would only slow things down."""

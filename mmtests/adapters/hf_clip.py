@@ -39,7 +39,7 @@ class HFClipEncoder(DualEncoder):
         return self.image_processor(list(images), return_tensors="pt")["pixel_values"]
 
     def encode_image(self, pixels: torch.Tensor, normalize: bool = False) -> torch.Tensor:
-        feats = _features(self.model.get_image_features(pixel_values=pixels.to(self.device)))
+        feats = _features(self.model.get_image_features(pixel_values=pixels.to(self.device, self.input_dtype)))
         return torch.nn.functional.normalize(feats, dim=-1) if normalize else feats
 
     def encode_text(self, tokens, normalize: bool = False) -> torch.Tensor:

@@ -92,6 +92,19 @@ class VisionLanguageModel:
                                       stop is not None))
         return out
 
+    @torch.no_grad()
+    def first_token_logprobs(self, images, questions: list[str], batch_size: int = 32) -> torch.Tensor:
+        """Log-probabilities (N x vocab, float32, CPU) of the first answer token, batched and padded as
+        `generate` is: what a model's answers start from, compared with its baseline's."""
+        out = []
+        images = list(images)
+        for start in range(0, len(questions), batch_size):
+            texts = [self.prompt(q) for q in questions[start:start + batch_size]]
+            inputs = self._inputs(images[start:start + batch_size], texts)
+            logits = self.model(**inputs).logits[:, -1].float()
+            out.append(torch.log_softmax(logits, dim=-1).cpu())
+        return torch.cat(out)
+
     def patch_grid(self, n_image_tokens: int) -> tuple[int, int]:
         vision = self.model.config.vision_config
         side = vision.image_size // vision.patch_size

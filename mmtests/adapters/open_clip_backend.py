@@ -47,7 +47,7 @@ class OpenClipEncoder(DualEncoder):
         return pixels.sub_(mean).div_(std)
 
     def encode_image(self, pixels: torch.Tensor, normalize: bool = False) -> torch.Tensor:
-        return self.model.encode_image(pixels.to(self.device), normalize=normalize)
+        return self.model.encode_image(pixels.to(self.device, self.input_dtype), normalize=normalize)
 
     def encode_text(self, tokens, normalize: bool = False) -> torch.Tensor:
         return self.model.encode_text(tokens.to(self.device), normalize=normalize)

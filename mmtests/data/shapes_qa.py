@@ -47,15 +47,22 @@ CENTRE_BAND = 8  # pixels: the centre row/column of `position`; main objects are
 # centres gather in the middle of the image and image thirds would make "centre" the answer ~80% of the time
 
 
-def position(bbox) -> str:
-    """Where an object is, from its bounding box centre: 3 x 3 cells around a central band."""
+def position(bbox, width: int | None = None, height: int | None = None) -> str:
+    """Where an object is, from its bounding box centre: 3 x 3 cells around a central band (boxes of an
+    image of `width` x `height` pixels are read in the rendered scene's frame)."""
     from mmtests.data.shapes_world import IMAGE_SIZE, POSITIONS
 
     def cell(v: float) -> int:
         return 0 if v < (IMAGE_SIZE - CENTRE_BAND) / 2 else 2 if v > (IMAGE_SIZE + CENTRE_BAND) / 2 else 1
 
+    sx, sy = IMAGE_SIZE / (width or IMAGE_SIZE), IMAGE_SIZE / (height or IMAGE_SIZE)
     x0, y0, x1, y1 = bbox
-    return POSITIONS[cell((y0 + y1) / 2)][cell((x0 + x1) / 2)]
+    return POSITIONS[cell((y0 + y1) / 2 * sy)][cell((x0 + x1) / 2 * sx)]
+
+
+def row_position(row: dict) -> str:
+    """The main object's position in a dataset row (resized rows carry their width and height)."""
+    return position(row["bbox"], row.get("width"), row.get("height"))
 
 
 def with_article(phrase: str) -> str:
@@ -70,7 +77,7 @@ def objects_of(row: dict) -> list[tuple[str, str, str]]:
 
 def describe(row: dict) -> str:
     (c, s, _), rest = objects_of(row)[0], objects_of(row)[1:]
-    text = f"a big {c} {s} in the {position(row['bbox'])}"
+    text = f"a big {c} {s} in the {row_position(row)}"
     return text + "".join(f" and a small {dc} {ds}" for dc, ds, _ in rest) + "."
 
 
@@ -107,7 +114,7 @@ def ask(row: dict, kind: str, rng: np.random.Generator, canonical: bool = False,
     if kind == "shape":
         return QA(kind, template, shape, about=f"{colour} {shape}")
     if kind == "position":
-        return QA(kind, template, position(row["bbox"]), about=f"{colour} {shape}")
+        return QA(kind, template, row_position(row), about=f"{colour} {shape}")
     if kind == "size":
         c, s, size = objects[0] if len(objects) == 1 or rng.random() < 0.5 else objects[1 + rng.integers(len(objects) - 1)]
         return QA(kind, template.format(o=f"{c} {s}"), size, about=f"{c} {s}")

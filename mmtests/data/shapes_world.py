@@ -245,3 +245,28 @@ def load_split(split: str, size: int | None = None, cache_dir: str | None = None
     if not (path / "dataset_info.json").exists():
         build_split(split, size).save_to_disk(str(path))
     return load_from_disk(str(path))
+
+
+def at_sizes(ds, sizes: tuple[tuple[int, int], ...]):
+    """The split with row i's image resized (bicubic) to sizes[i % len(sizes)] = (width, height) and every
+    box scaled with it: evaluation images larger than the model's input, and not all square, as real data
+    is, so that a model's resize and crop settings change the pixels it sees."""
+    if not sizes:
+        return ds
+
+    def scale(box, sx, sy):
+        return [round(box[0] * sx), round(box[1] * sy), round(box[2] * sx), round(box[3] * sy)]
+
+    def resize(row, index):
+        w, h = sizes[index % len(sizes)]
+        sx, sy = w / IMAGE_SIZE, h / IMAGE_SIZE
+        return {"image": row["image"].resize((w, h), Image.Resampling.BICUBIC), "bbox": scale(row["bbox"], sx, sy),
+                "distractors": [{**d, "bbox": scale(d["bbox"], sx, sy)} for d in row["distractors"]],
+                "width": w, "height": h}
+
+    from datasets import Value
+
+    features = ds.features.copy()
+    features["width"] = features["height"] = Value("int16")
+    return ds.map(resize, with_indices=True, features=features, desc="shapes world: resizing",
+                  load_from_cache_file=False)

@@ -5,10 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import DatasetSpec
-
-
-class DatasetUnavailable(RuntimeError):
-    """The data is not available here; the message says which and how to make it available."""
+from ..errors import DatasetUnavailable, EntryError  # noqa: F401  (re-exported)
 
 
 def _load_hf(spec: DatasetSpec):
@@ -27,9 +24,9 @@ def _load_hf(spec: DatasetSpec):
 def load_images_and_labels(spec: DatasetSpec):
     """The split a dataset entry names, checked for its image and label columns."""
     if spec.source == "shapes":
-        from .shapes_world import load_split
+        from .shapes_world import at_sizes, load_split
 
-        ds = load_split(spec.split, spec.size)
+        ds = at_sizes(load_split(spec.split, spec.size), spec.image_sizes)
     else:
         try:
             ds = _load_hf(spec)

@@ -87,3 +87,20 @@ def majority_baseline(answers: Sequence[str], synonyms: Mapping[str, str] | None
         key = normalize(a, synonyms)
         counts[key] = counts.get(key, 0) + 1
     return max(counts.values()) / len(answers)
+
+
+def always_yes_f1(true_yes_ratio: float) -> float:
+    """F1 of a model that answers "yes" to every question (precision = the true-yes ratio, recall 1):
+    the floor a POPE gate must beat."""
+    p = true_yes_ratio
+    return 2 * p / (1 + p) if p else 0.0
+
+
+def is_correct(kind: str, expected: str, about: str | None, prediction: str, synonyms: Mapping[str, str]) -> bool:
+    """Scoring by question kind: yes/no with LLaVA's POPE parser; a description must name the object it
+    is about; everything else is a normalized exact match."""
+    if kind == "pope":
+        return parse_yes_no(prediction) == expected
+    if kind == "describe":
+        return mentions(prediction, about or expected, synonyms)
+    return matches(prediction, expected, synonyms)

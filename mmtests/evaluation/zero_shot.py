@@ -15,6 +15,7 @@ class ZeroShotMetrics:
     mean_per_class_recall: float
     per_class_recall: dict[str, float]  # classes absent from the labels are left out
     n: int
+    class_shares: dict[str, float]  # share of each class among the labels (the largest: the majority baseline)
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,20 @@ class PairedGain:
     baseline: float
     candidate: float
     n: int
+
+
+@dataclass(frozen=True)
+class ZeroShotSamples:
+    predicted: list[int]  # per image
+    probability: list[float]  # of the predicted class, softmax over classes at the model's logit scale
+    correct: list[bool]
+
+
+def zero_shot_samples(logits: torch.Tensor, labels: torch.Tensor, logit_scale: float) -> ZeroShotSamples:
+    """Per-image outcomes: what a run is compared on, sample by sample, against its baseline."""
+    probs = (logits.float() * logit_scale).softmax(dim=-1)
+    top = probs.max(dim=-1)
+    return ZeroShotSamples(top.indices.tolist(), top.values.tolist(), (top.indices == labels).tolist())
 
 
 def zero_shot_logits(image_features: torch.Tensor, classifier: torch.Tensor) -> torch.Tensor:
@@ -59,6 +74,7 @@ def zero_shot_metrics(logits: torch.Tensor, labels: torch.Tensor, classnames: li
         mean_per_class_recall=sum(recall.values()) / len(recall),
         per_class_recall=recall,
         n=labels.shape[0],
+        class_shares={name: (labels == i).float().mean().item() for i, name in enumerate(classnames)},
     )
 
 

@@ -1,33 +1,90 @@
-"""CLIP zero-shot suites: accuracy per (model, dataset, prompt set), and prompt-engineering gains."""
+"""CLIP zero-shot suites: accuracy per (model, dataset, prompt set) against its floor and, image by
+image, against the model's known-good baseline; prompt-engineering gains."""
 
 import pytest
 
+from mmtests import baselines as B
+from mmtests.checks import at_least, measured
+
 pytestmark = pytest.mark.clip
 
+PROBE_IMAGES = 64  # first images of a dataset whose embeddings are compared with the baseline's
 
-def test_zero_shot_top1(zero_shot_check, mm):
+
+def _where(c, **extra):
+    return dict(suite="zero_shot", test_id=c.id, model=c.model, dataset=c.dataset, prompt_set=c.prompt_set, **extra)
+
+
+def _samples(mm, c):
+    """This run's per-image outcomes (logged, and kept for --mm-save-baseline) and the baseline's, if any."""
+    wb = mm.workbench
+    s = mm.available(wb.zero_shot_samples, c, test_id=c.id, suite="zero_shot")
+    feats = wb.image_features(c.model, c.dataset)
+    key = f"zero_shot/{c.dataset}/{c.prompt_set}"
+    truth = B.digest([feats.labels.tolist(), list(feats.classnames)])
+    mine = {"digest": truth, "predicted": s.predicted, "probability": [round(p, 7) for p in s.probability],
+            "correct": s.correct}
+    mm.samples(c.model, key, mine)
+    baseline = mm.available(mm.baseline, c.model, test_id=c.id, suite="zero_shot")
+    return mine, baseline.entry(key, c.model, truth) if baseline else None, baseline
+
+
+def test_zero_shot_top1(zero_shot_check, mm, request):
     c = zero_shot_check
     metrics = mm.available(mm.workbench.zero_shot, c, test_id=c.id, suite="zero_shot")
-    where = dict(suite="zero_shot", test_id=c.id, model=c.model, dataset=c.dataset, prompt_set=c.prompt_set)
-    mm.records.figure(metric="top1", value=metrics.top1, threshold=c.min_top1, n=metrics.n,
-                      dataset_description=mm.matrix.datasets[c.dataset].description, **where)
-    mm.records.figure(metric="top5", value=metrics.top5, **where)
-    mm.records.figure(metric="mean_per_class_recall", value=metrics.mean_per_class_recall,
-                      per_class=metrics.per_class_recall, **where)
-    if c.min_top1 is None:
-        pytest.skip(f"top-1 {metrics.top1:.3f}: no min_top1 in the matrix, so measured and reported only")
-    assert metrics.top1 >= c.min_top1, f"{c.id}: top-1 {metrics.top1:.4f} < min_top1 {c.min_top1}"
+    mine, base, _ = _samples(mm, c)
+    majority = max(metrics.class_shares.values())
+    checks = [
+        at_least("top1", metrics.top1, c.min_top1, fields={"n": metrics.n, "majority_baseline": majority}),
+        measured("top5", metrics.top5),
+        measured("mean_per_class_recall", metrics.mean_per_class_recall,
+                 fields={"per_class": metrics.per_class_recall}),
+    ]
+    if c.min_top1 is not None and c.min_top1 <= majority:
+        checks[0].ok = False
+        checks[0].explain = (f"the floor min_top1 {c.min_top1:g} does not beat always answering the most frequent "
+                             f"class ({majority:.3f}): raise it above that, or gate against a baseline")
+    if base is not None:
+        names = [f"image {i}" for i in range(len(mine["correct"]))]
+        checks.append(B.accuracy_gate("top1_vs_baseline", base["correct"], mine["correct"], mm.tolerances(c.model),
+                                      names))
+    mm.judge(request, checks, **_where(c, dataset_description=mm.matrix.datasets[c.dataset].description))
 
 
-def test_prompt_gain(gain_check, mm):
+def test_zero_shot_matches_baseline(zero_shot_check, mm, request):
+    """Image by image, the model agrees with its known-good self: same predicted class, same probability,
+    same embeddings on a probe set, same text classifier (within tolerances measured on clean reruns)."""
+    c = zero_shot_check
+    wb = mm.workbench
+    mine, base, baseline = _samples(mm, c)
+    images = wb.image_features(c.model, c.dataset).features[:PROBE_IMAGES]
+    classifier = wb.classifier(c.model, c.dataset, c.prompt_set).T
+    image_key, text_key = f"image/{c.dataset}", f"classifier/{c.dataset}/{c.prompt_set}"
+    mm.fingerprint(c.model, image_key, images)
+    mm.fingerprint(c.model, text_key, classifier)
+    if baseline is None:
+        why = "recording the baseline" if mm.saving else "the model entry names no baseline"
+        mm.judge(request, [measured("baseline_agreement", None, explain=why)], **_where(c))
+        return
+    tol = mm.tolerances(c.model)
+    names = [f"image {i}" for i in range(len(mine["predicted"]))]
+    change = [abs(a - b) for a, b in zip(mine["probability"], base["probability"], strict=True)]
+    checks = [
+        B.agreement_gate("prediction_agreement", base["predicted"], mine["predicted"], tol, names, "predicted classes"),
+        B.largest_change_gate("probability_change", change, "max_score_change", tol, names,
+                              "probability of the predicted class"),
+    ]
+    for key, now, what in ((image_key, images, "probe image embeddings"), (text_key, classifier, "class embeddings")):
+        if key in baseline.arrays:
+            checks.append(B.cosine_gate(f"{key.split('/')[0]}_cosine", baseline.arrays[key], now, tol, what))
+    mm.judge(request, checks, **_where(c, precision=wb.precision(c.model)))
+
+
+def test_prompt_gain(gain_check, mm, request):
     c = gain_check
     gain = mm.available(mm.workbench.prompt_gain, c, test_id=c.id, suite="prompt_gain")
-    mm.records.figure(suite="prompt_gain", test_id=c.id, metric="gain", value=gain.gain, threshold=c.min_gain,
-                      stderr=gain.stderr, baseline_top1=gain.baseline, candidate_top1=gain.candidate,
-                      model=c.model, dataset=c.dataset, baseline=c.baseline, candidate=c.candidate, n=gain.n)
-    if c.min_gain is None:
-        pytest.skip(f"gain {gain.gain:+.3f}: no min_gain in the matrix, so measured and reported only")
-    assert gain.gain >= c.min_gain, (
-        f"{c.id}: '{c.candidate}' beats '{c.baseline}' by {gain.gain:+.4f} (se {gain.stderr:.4f}), "
-        f"less than min_gain {c.min_gain}"
-    )
+    check = at_least("gain", gain.gain, c.min_gain, stderr=gain.stderr,
+                     explain=f"'{c.candidate}' vs '{c.baseline}' on the same {gain.n} images (se {gain.stderr:.4f})",
+                     fields={"baseline_top1": gain.baseline, "candidate_top1": gain.candidate, "n": gain.n})
+    mm.judge(request, [check], suite="prompt_gain", test_id=c.id, model=c.model, dataset=c.dataset,
+             baseline=c.baseline, candidate=c.candidate)

@@ -1,4 +1,5 @@
-"""LLaVA answer sanity: accuracy per question kind, POPE-style yes/no probes, and stable generation.
+"""LLaVA answer sanity: accuracy per question kind and POPE-style yes/no probes, each against its floor
+and, question by question, against the model's known-good baseline; stable generation.
 
 Answers are generated once per (model, question set) in the session and shared by these tests.
 """
@@ -6,12 +7,12 @@ Answers are generated once per (model, question set) in the session and shared b
 import numpy as np
 import pytest
 
+from mmtests import baselines as B
+from mmtests.checks import Check, at_least, at_most, measured
 from mmtests.evaluation.answers import (
+    always_yes_f1,
     distinct_n,
     majority_baseline,
-    matches,
-    mentions,
-    parse_yes_no,
     repeated_ngram_ratio,
     yes_no_metrics,
 )
@@ -20,132 +21,152 @@ pytestmark = pytest.mark.llava
 
 
 def _answered(mm, model, qset_name, test_id, suite):
+    """Questions, answers and per-question correctness; the per-question outcomes are logged (and kept
+    for --mm-save-baseline), and returned with the baseline's when the model has one."""
     bench = mm.workbench.vlm
     answers = mm.available(bench.answers, model, qset_name, test_id=test_id, suite=suite)
-    return bench.questions(qset_name), answers
+    questions = bench.questions(qset_name)
+    key = f"answers/{qset_name}"
+    truth = B.digest([[q.qa.kind, q.qa.question, q.qa.answer] for q in questions])
+    mine = {"digest": truth, "text": [a.text for a in answers], "correct": bench.correct(model, qset_name),
+            "kind": [q.qa.kind for q in questions]}
+    mm.samples(model, key, mine)
+    baseline = mm.available(mm.baseline, model, test_id=test_id, suite=suite)
+    return questions, answers, mine, (baseline.entry(key, model, truth) if baseline else None), baseline
 
 
-def correct(qa, prediction: str, synonyms: dict) -> bool:
-    """Scoring by kind: yes/no with LLaVA's POPE parser; a description must name the object it is about;
-    everything else is a normalized exact match."""
-    if qa.kind == "pope":
-        return parse_yes_no(prediction) == qa.answer
-    if qa.kind == "describe":
-        return mentions(prediction, qa.about or qa.answer, synonyms)
-    return matches(prediction, qa.answer, synonyms)
+def _baseline_gate(mm, model, metric, mine, base, keep):
+    """Paired accuracy against the baseline on the questions `keep` selects, or None without a baseline."""
+    if base is None:
+        return None
+    idx = [i for i in range(len(mine["correct"])) if keep(i)]
+    names = [f"q{i} {mine['text'][i]!r}" for i in idx]
+    return B.accuracy_gate(metric, [base["correct"][i] for i in idx], [mine["correct"][i] for i in idx],
+                           mm.tolerances(model), names)
 
 
-def test_answer_accuracy(answer_case, mm):
+def test_answer_accuracy(answer_case, mm, request):
     check, kind, threshold = answer_case
     test_id = f"{check.id}/{kind}"
-    qset = mm.matrix.question_sets[check.question_set]
-    synonyms = dict(qset.synonyms)
-    questions, answers = _answered(mm, check.model, check.question_set, test_id, "vlm_answers")
-    pairs = [(q.qa, a.text) for q, a in zip(questions, answers, strict=True) if q.qa.kind == kind]
-    if not pairs:
+    synonyms = dict(mm.matrix.question_sets[check.question_set].synonyms)
+    questions, answers, mine, base, _ = _answered(mm, check.model, check.question_set, test_id, "vlm_answers")
+    idx = [i for i, q in enumerate(questions) if q.qa.kind == kind]
+    if not idx:
         pytest.skip(f"question set {check.question_set!r} has no {kind!r} questions")
-    hits = [correct(qa, text, synonyms) for qa, text in pairs]
-    accuracy = float(np.mean(hits))
-    baseline = majority_baseline([qa.answer for qa, _ in pairs], synonyms) if kind != "describe" else None
-    examples = [{"question": qa.question, "expected": qa.answer, "answer": text} for qa, text in pairs[:3]]
-    mm.records.figure(suite="vlm_answers", test_id=test_id, metric="accuracy", value=accuracy, threshold=threshold,
-                      model=check.model, question_set=check.question_set, question_kind=kind, n=len(pairs),
-                      majority_baseline=baseline, examples=examples)
-    if threshold is None:
-        pytest.skip(f"{kind} accuracy {accuracy:.3f}: no threshold in the matrix, so measured and reported only")
-    wrong = [f"{qa.question!r} -> {text!r} (expected {qa.answer!r})" for (qa, text), h in zip(pairs, hits, strict=True)
-             if not h][:3]
-    assert accuracy >= threshold, f"{test_id}: accuracy {accuracy:.3f} < {threshold}; e.g. {'; '.join(wrong)}"
+    accuracy = float(np.mean([mine["correct"][i] for i in idx]))
+    majority = majority_baseline([questions[i].qa.answer for i in idx], synonyms) if kind != "describe" else None
+    wrong = [f"{questions[i].qa.question!r} -> {answers[i].text!r} (expected {questions[i].qa.answer!r})"
+             for i in idx if not mine["correct"][i]][:3]
+    floor = at_least("accuracy", accuracy, threshold, explain=f"e.g. {'; '.join(wrong)}" if wrong else "",
+                     fields={"n": len(idx), "majority_baseline": majority,
+                             "examples": [{"question": questions[i].qa.question, "expected": questions[i].qa.answer,
+                                           "answer": answers[i].text} for i in idx[:3]]})
+    if threshold is not None and majority is not None and threshold <= majority:
+        floor.ok, floor.explain = False, (f"the floor {threshold:g} does not beat always giving the most frequent "
+                                          f"answer ({majority:.3f}): raise it, or gate against a baseline")
+    checks = [floor, _baseline_gate(mm, check.model, "accuracy_vs_baseline", mine, base, lambda i: i in set(idx))]
+    mm.judge(request, [c for c in checks if c], suite="vlm_answers", test_id=test_id, model=check.model,
+             question_set=check.question_set, question_kind=kind)
 
 
-def test_pope(pope_case, mm):
+def test_answers_match_baseline(answers_check, mm, request):
+    """Question by question, the model answers as its known-good self, and its first answer token's
+    distribution on a probe sample stays within a KL tolerance measured on clean reruns."""
+    c = answers_check
+    bench = mm.workbench.vlm
+    _, _, mine, base, baseline = _answered(mm, c.model, c.question_set, c.id, "vlm_answers")
+    idx, logprobs = bench.probe_logprobs(c.model, c.question_set)
+    key = f"first_token_logprobs/{c.question_set}"
+    mm.fingerprint(c.model, key, logprobs)
+    where = dict(suite="vlm_answers", test_id=c.id, model=c.model, question_set=c.question_set)
+    if base is None:
+        why = "recording the baseline" if mm.saving else "the model entry names no baseline"
+        mm.judge(request, [measured("answer_agreement", None, explain=why)], **where)
+        return
+    tol = mm.tolerances(c.model)
+    names = [f"q{i}" for i in range(len(mine["text"]))]
+    checks = [B.agreement_gate("answer_agreement", base["text"], mine["text"], tol, names, "answers")]
+    if key in baseline.arrays:
+        checks.append(B.kl_gate("first_token_kl", baseline.arrays[key], logprobs, tol, [f"q{i}" for i in idx]))
+    mm.judge(request, checks, **where, precision=mm.workbench.precision(c.model))
+
+
+def test_pope(pope_case, mm, request):
     check, pope_set = pope_case
     test_id = f"{check.id}/{pope_set}"
-    questions, answers = _answered(mm, check.model, check.question_set, test_id, "pope")
-    pairs = [(q.qa, a.text) for q, a in zip(questions, answers, strict=True)
-             if q.qa.kind == "pope" and pope_set in ("all", q.qa.pope)]
-    if not pairs:
+    questions, answers, mine, base, _ = _answered(mm, check.model, check.question_set, test_id, "pope")
+    idx = [i for i, q in enumerate(questions) if q.qa.kind == "pope" and pope_set in ("all", q.qa.pope)]
+    if not idx:
         pytest.skip(f"question set {check.question_set!r} has no yes/no questions in POPE set {pope_set!r}")
-    m = yes_no_metrics([t for _, t in pairs], [qa.answer for qa, _ in pairs])
+    m = yes_no_metrics([answers[i].text for i in idx], [questions[i].qa.answer for i in idx])
+    yes_f1 = always_yes_f1(m.true_yes_ratio)
     gap = abs(m.yes_ratio - m.true_yes_ratio)
-    where = dict(suite="pope", test_id=test_id, model=check.model, question_set=check.question_set, pope_set=pope_set)
-    for metric in ("accuracy", "precision", "recall"):
-        mm.records.figure(metric=metric, value=getattr(m, metric), n=m.n, **where)
-    mm.records.figure(metric="f1", value=m.f1, threshold=check.min_f1, n=m.n, **where)
-    gap_ok = check.max_yes_ratio_gap is None or gap <= check.max_yes_ratio_gap
-    mm.records.figure(metric="yes_ratio", value=m.yes_ratio, true_yes_ratio=m.true_yes_ratio,
-                      max_gap=check.max_yes_ratio_gap,
-                      outcome="measured" if check.max_yes_ratio_gap is None else "pass" if gap_ok else "fail", **where)
-    if check.min_f1 is None and check.max_yes_ratio_gap is None:
-        pytest.skip(f"F1 {m.f1:.3f}, yes-ratio {m.yes_ratio:.2f}: no thresholds, measured and reported only")
-    problems = []
-    if check.min_f1 is not None and m.f1 < check.min_f1:
-        problems.append(f"F1 {m.f1:.3f} < {check.min_f1}")
-    if not gap_ok:
-        problems.append(f"yes-ratio {m.yes_ratio:.2f} is {gap:.2f} away from the true {m.true_yes_ratio:.2f} "
-                        f"(max {check.max_yes_ratio_gap})")
-    assert not problems, f"{test_id}: " + "; ".join(problems)
+    f1 = at_least("f1", m.f1, check.min_f1, fields={"n": m.n, "always_yes_f1": yes_f1})
+    if check.min_f1 is not None and check.min_f1 <= yes_f1:
+        f1.ok, f1.explain = False, (f"the floor min_f1 {check.min_f1:g} does not beat answering 'yes' to everything "
+                                    f"(F1 {yes_f1:.3f} here): raise it")
+    checks: list[Check | None] = [
+        measured("accuracy", m.accuracy), measured("precision", m.precision), measured("recall", m.recall), f1,
+        at_most("yes_ratio_gap", gap, check.max_yes_ratio_gap,
+                explain=f"yes-ratio of the predictions {m.yes_ratio:.2f}, of the truth {m.true_yes_ratio:.2f}",
+                fields={"yes_ratio": m.yes_ratio, "true_yes_ratio": m.true_yes_ratio}),
+        _baseline_gate(mm, check.model, "accuracy_vs_baseline", mine, base, lambda i: i in set(idx)),
+    ]
+    mm.judge(request, [c for c in checks if c], suite="pope", test_id=test_id, model=check.model,
+             question_set=check.question_set, pope_set=pope_set)
 
 
-def _differ(mm, check, first, second, metric: str):
+def _agreement(mm, check, first, second, metric: str) -> Check:
     questions = mm.workbench.vlm.questions(check.question_set)
-    differ = [(questions[i].qa.question, a.text, b.text) for i, a, b in first_second(first, second) if a.tokens != b.tokens]
-    n = len(second[0])
-    mm.records.figure(suite="vlm_stability", test_id=check.id, metric=metric, value=1 - len(differ) / n, threshold=1.0,
-                      model=check.model, question_set=check.question_set, n=n)
-    return differ
-
-
-def first_second(first, second):
     (idx_a, a), (idx_b, b) = first, second
     by_index = dict(zip(idx_a, a, strict=True))
-    return [(i, by_index[i], g) for i, g in zip(idx_b, b, strict=True)]
+    differ = [(questions[i].qa.question, by_index[i].text, g.text) for i, g in zip(idx_b, b, strict=True)
+              if by_index[i].tokens != g.tokens]
+    n = len(b)
+    return at_least(metric, 1 - len(differ) / n, 1.0, fields={"n": n},
+                    explain=f"{len(differ)} of {n} answers differ, e.g. {differ[:2]}" if differ else "")
 
 
-def test_greedy_is_deterministic(stability_check, mm):
+def _stability(mm, request, c, checks):
+    mm.judge(request, checks, suite="vlm_stability", test_id=c.id, model=c.model, question_set=c.question_set)
+
+
+def test_greedy_is_deterministic(stability_check, mm, request):
     """A sample of the questions, generated twice in the same batches: identical tokens."""
     c = stability_check
     bench = mm.workbench.vlm
     mm.available(bench.answers, c.model, c.question_set, test_id=c.id, suite="vlm_stability")
     runs = [bench.rerun(c.model, c.question_set, c.single_sample, bench.batch_size(), r) for r in (0, 1)]
-    differ = _differ(mm, c, runs[0], runs[1], "same_answer_twice")
-    assert not differ, f"{len(differ)} answers changed between two greedy runs, e.g. {differ[:2]}"
+    _stability(mm, request, c, [_agreement(mm, c, runs[0], runs[1], "same_answer_twice")])
 
 
-def test_batched_equals_one_at_a_time(stability_check, mm):
+def test_batched_equals_one_at_a_time(stability_check, mm, request):
     """Batched (padded) generation gives the answers of one-at-a-time generation: catches padding bugs."""
     c = stability_check
     bench = mm.workbench.vlm
-    questions, answers = _answered(mm, c.model, c.question_set, c.id, "vlm_stability")
+    answers = mm.available(bench.answers, c.model, c.question_set, test_id=c.id, suite="vlm_stability")
     single = bench.rerun(c.model, c.question_set, c.single_sample, 1)
-    differ = _differ(mm, c, (list(range(len(answers))), answers), single, "batched_equals_single")
-    assert not differ, (f"{len(differ)} answers differ between batched and one-at-a-time generation "
-                        f"(padding side {mm.matrix.models[stability_check.model].padding_side!r}), e.g. {differ[:2]}")
+    check = _agreement(mm, c, (list(range(len(answers))), answers), single, "batched_equals_single")
+    check.explain += f" (padding side {mm.matrix.models[c.model].padding_side!r})" if check.explain else ""
+    _stability(mm, request, c, [check])
 
 
-def test_answers_well_formed(stability_check, mm):
+def test_answers_well_formed(stability_check, mm, request):
     """Non-empty, ended by EOS within max_new_tokens, and no loops (repeated bigrams)."""
     c = stability_check
-    _, answers = _answered(mm, c.model, c.question_set, c.id, "vlm_stability")
-    empty = sum(not a.text for a in answers)
-    finished = float(np.mean([a.finished for a in answers]))
+    bench = mm.workbench.vlm
+    answers = mm.available(bench.answers, c.model, c.question_set, test_id=c.id, suite="vlm_stability")
     repeats = [repeated_ngram_ratio(a.tokens, 2) for a in answers]
-    where = dict(suite="vlm_stability", test_id=c.id, model=c.model, question_set=c.question_set, n=len(answers))
-    mm.records.figure(metric="non_empty", value=1 - empty / len(answers), threshold=1.0, **where)
-    mm.records.figure(metric="finished", value=finished, threshold=c.min_finished, **where)
-    worst = max(repeats)
-    describe = [a.text for a, q in zip(answers, mm.workbench.vlm.questions(c.question_set), strict=True)
-                if q.qa.kind == "describe"]
-    if describe:  # reported: how varied free descriptions are across images (one stuck answer scores low)
-        mm.records.figure(metric="distinct_2_describe", value=distinct_n(describe, 2), **{**where, "n": len(describe)})
-    mm.records.figure(metric="max_repeated_bigrams", value=worst, max_allowed=c.max_repeated_ngram,
-                      outcome="pass" if worst <= c.max_repeated_ngram else "fail", **where)
-    problems = []
-    if empty:
-        problems.append(f"{empty} empty answers")
-    if finished < c.min_finished:
-        problems.append(f"only {finished:.2f} of answers end with EOS (min {c.min_finished})")
-    if worst > c.max_repeated_ngram:
-        loop = answers[int(np.argmax(repeats))].text
-        problems.append(f"an answer repeats {worst:.2f} of its bigrams (max {c.max_repeated_ngram}): {loop[:80]!r}")
-    assert not problems, f"{c.id}: " + "; ".join(problems)
+    worst = int(np.argmax(repeats))
+    describe = [a.text for a, q in zip(answers, bench.questions(c.question_set), strict=True) if q.qa.kind == "describe"]
+    checks = [
+        at_least("non_empty", 1 - sum(not a.text for a in answers) / len(answers), 1.0, fields={"n": len(answers)}),
+        at_least("finished", float(np.mean([a.finished for a in answers])), c.min_finished,
+                 explain="share of answers that end with EOS within max_new_tokens"),
+        at_most("max_repeated_bigrams", repeats[worst], c.max_repeated_ngram,
+                explain=f"worst answer: {answers[worst].text[:80]!r}"),
+    ]
+    if describe:  # how varied free descriptions are across images (one stuck answer scores low)
+        checks.append(measured("distinct_2_describe", distinct_n(describe, 2), fields={"n": len(describe)}))
+    _stability(mm, request, c, checks)
+

@@ -1,0 +1,22 @@
+"""What can go wrong with a matrix entry, by who has to act.
+
+- `ModelUnavailable` / `DatasetUnavailable`: not available *here* (a hub entry not in the local cache,
+  offline). A skip, or a failure under `--mm-require-all`.
+- `EntryError`: the entry points at something that exists but cannot be used as configured (weights
+  that do not load, a missing column or split, a local path that does not exist). Always a failure,
+  with one message naming the entry and the fix.
+"""
+
+from __future__ import annotations
+
+
+class ModelUnavailable(RuntimeError):
+    """Weights or files are not available here; the message says which and how to get them."""
+
+
+class DatasetUnavailable(RuntimeError):
+    """The data is not available here; the message says which and how to make it available."""
+
+
+class EntryError(RuntimeError):
+    """A matrix entry that exists but cannot be used as configured; the message names it and the fix."""
