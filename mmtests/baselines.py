@@ -23,21 +23,26 @@ from .errors import EntryError
 
 OUTCOMES, FINGERPRINT = "outcomes.json", "fingerprint.safetensors"
 
-# Tolerances of the gates against a baseline, by the run's precision. float32 on CPU: measured on
-# clean reruns of the embedded zoo across batch sizes (1-256) and thread counts (1-2): embeddings
-# agree to a cosine of 1 - 3e-7 and probabilities to 2e-6, predictions and answers are identical
-# (the figures: mmtests/zoo/baselines/README.md). Half precision and int8: measured on CPU copies of
-# the embedded zoo (bfloat16 casts, torch.ao dynamic int8), with a margin; a model entry's
-# `tolerance = {...}` overrides any of them.
+# Tolerances of the gates against a baseline, by the run's precision; a model entry's
+# `tolerance = {...}` overrides any of them. Measured with fixtures/measure_tolerances.py on the
+# embedded zoo, CPU, batch sizes 7/64/256 and 1-2 threads, 0 red figures in all runs:
+# - float32 (clean reruns): predictions and answers identical, first-token KL 0, probabilities within
+#   5e-7, embeddings within a cosine of 1 - 1.2e-7. The tolerances leave room for other kernels
+#   (another CPU's vector width, a GPU's float32 matmuls), about 1,000 times the deviation measured.
+# - bfloat16 (the models cast whole) and int8 (torch.ao dynamic int8 of the Linear layers), gated
+#   against the float32 baselines: 3 times the worst deviation measured, rounded up. Worst measured,
+#   bf16 / int8: agreement .991 / .978, probability change .027 / .093, cosine 1 - 4.5e-5 / 1 - 5e-4,
+#   first-token KL 1.7e-5 / 5e-4, accuracy drop .01 / .02 (never beyond chance).
+# - float16 is not measured here (no GPU in this project's CI); it takes bfloat16's tolerances, which
+#   bound it from above (fp16 keeps 3 more mantissa bits).
 TOLERANCES: dict[str, dict[str, float]] = {
     "float32": {"max_drop": 0.0, "min_agreement": 0.998, "max_score_change": 1e-4, "min_cosine": 0.9999,
                 "max_kl": 1e-5},
-    "float16": {"max_drop": 0.01, "min_agreement": 0.97, "max_score_change": 0.05, "min_cosine": 0.995,
-                "max_kl": 0.01},
-    "bfloat16": {"max_drop": 0.01, "min_agreement": 0.95, "max_score_change": 0.1, "min_cosine": 0.99,
-                 "max_kl": 0.02},
-    "int8": {"max_drop": 0.01, "min_agreement": 0.95, "max_score_change": 0.1, "min_cosine": 0.99, "max_kl": 0.02},
+    "bfloat16": {"max_drop": 0.01, "min_agreement": 0.98, "max_score_change": 0.1, "min_cosine": 0.9998,
+                 "max_kl": 1e-4},
+    "int8": {"max_drop": 0.02, "min_agreement": 0.93, "max_score_change": 0.3, "min_cosine": 0.998, "max_kl": 2e-3},
 }
+TOLERANCES["float16"] = TOLERANCES["bfloat16"]
 ALPHA = 0.05  # confidence of the paired accuracy gate: red only when worse beyond chance at 95%
 EXAMPLES = 5  # flipped samples named in a failure message and kept in the record
 

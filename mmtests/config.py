@@ -218,6 +218,17 @@ def _unknown(kind: str, name: str, known: dict, where: str) -> str:
     return f"{kind} {name!r} in {where} is not defined (known: {', '.join(sorted(known)) or 'none'})"
 
 
+LOCAL_PREFIXES = ("/", "./", "../", "~", "local-dir:")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
+
+
+def is_local_path(value: str) -> bool:
+    """A model / dataset / weights value meant as a local path rather than a hub id or tag: it says so (a path
+    prefix or a weights file name), exists, or has more slashes than a hub id ("org/name") can have."""
+    return (value.startswith(LOCAL_PREFIXES) or value.endswith(WEIGHT_SUFFIXES) or value.count("/") > 1
+            or Path(value).exists())
+
+
 def _resolve(base: Path, value: str) -> str:
     """Paths that exist relative to the matrix file win; anything else (hub ids, tags) is kept."""
     prefix = "local-dir:" if value.startswith("local-dir:") else ""
@@ -301,7 +312,7 @@ def _threshold(entry: dict, key: str, where: str, problems: list[str], lo: float
     value = entry.get(key)
     if value is None:
         return None
-    if not isinstance(value, (int, float)) or not lo <= value <= 1:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= 1:
         problems.append(f"{where}: {key} = {value!r} must be a number in [{lo:g}, 1]")
         return None
     return float(value)
@@ -351,6 +362,9 @@ def _positive_int(entry: dict, key: str, where: str, problems: list[str]) -> int
     return value
 
 
+_NAME_KEYS = {"dataset", "prompt_set", "baseline", "candidate", "question_set", "control"}  # names of other entries
+
+
 def _checked_sections(raw: dict, problems: list[str]) -> dict:
     """The known sections of the right shape, holding only entries that are tables; unknown keys, and the
     `required` / `gate` keys every entry may carry, checked here."""
@@ -377,13 +391,24 @@ def _checked_sections(raw: dict, problems: list[str]) -> dict:
         problems += [f"{where} must be a table of settings" for where in bad]
         if bad and section in ARRAY_SECTIONS:
             continue  # entries are numbered: read none rather than renumber them
-        for where, (_, entry) in zip(wheres, entries, strict=True):
+        kept = {}
+        for where, (key, entry) in zip(wheres, entries, strict=True):
             if isinstance(entry, dict):
+                kept[key] = entry = dict(entry)
                 problems += [f"{where}: unknown key {k!r}{_did_you_mean(k, known)}" for k in entry if k not in known]
-                for key, kind in (("required", bool), ("gate", str)):
-                    if key in known:
-                        _typed(entry, key, kind, where, problems)
-        out[section] = {k: e for k, e in value.items() if isinstance(e, dict)} if section in TABLE_SECTIONS else value
+                for k, kind in (("required", bool), ("gate", str)):
+                    if k in known:
+                        _typed(entry, k, kind, where, problems)
+                if section == "models":
+                    continue
+                for k in _NAME_KEYS & set(entry):
+                    if not isinstance(entry[k], str):  # reported below as a name that is not defined
+                        entry[k] = str(entry[k])
+                models = entry.get("models", [])
+                if not (isinstance(models, list) and all(isinstance(n, str) for n in models)):
+                    problems.append(f"{where}: models = {models!r} must be a list of model names, e.g. [\"m1\"]")
+                    entry["models"] = []
+        out[section] = kept if section in TABLE_SECTIONS else list(kept.values())
     return out
 
 
@@ -416,6 +441,9 @@ def load_matrix(path: str | Path | None = None) -> Matrix:
             problems.append(f"{where}: missing 'model' (open_clip config name or local-dir:, HF id or directory)")
             continue
         pretrained = _typed(m, "pretrained", str, where, problems)
+        if pretrained and m["model"].startswith("local-dir:"):
+            problems.append(f"{where}: pretrained is ignored with model = 'local-dir:...' (open_clip loads the "
+                            "folder's own weights); remove it, or name a built-in config in 'model'")
         if m.get("dtype") not in (None, *DTYPES):
             problems.append(f"{where}: dtype = {m['dtype']!r} must be one of {', '.join(DTYPES)}")
         if m.get("padding_side", "left") not in ("left", "right"):
@@ -446,14 +474,23 @@ def load_matrix(path: str | Path | None = None) -> Matrix:
         if not isinstance(d.get("label_column", ""), str):
             problems.append(f"{where}: label_column must be a column name")
             continue
+        split = _typed(d, "split", str, where, problems, "test")
         matrix.datasets[name] = DatasetSpec(
-            name=name, source=source, path=_resolve(base, d.get("path", "")), split=d.get("split", "test"),
-            label_column=d.get("label_column"), image_column=d.get("image_column", "image"),
-            classnames=_classnames(d.get("classnames"), where, problems), size=d.get("size"), limit=d.get("limit"),
-            description=d.get("description", ""), image_sizes=_image_sizes(d.get("image_sizes", []), where, problems),
+            name=name, source=source, path=_resolve(base, d.get("path", "")), split=split,
+            label_column=d.get("label_column"), image_column=_typed(d, "image_column", str, where, problems, "image"),
+            classnames=_classnames(d.get("classnames"), where, problems),
+            size=_positive_int(d, "size", where, problems), limit=_positive_int(d, "limit", where, problems),
+            description=_typed(d, "description", str, where, problems, ""),
+            image_sizes=_image_sizes(d.get("image_sizes", []), where, problems),
         )
-        if d.get("image_sizes") and source != "shapes":
-            problems.append(f"{where}: image_sizes applies to the shapes world only (source 'shapes')")
+        for key, hint in (("image_sizes", ""), ("size", "; use 'limit' to keep the first rows")):
+            if d.get(key) and source != "shapes":
+                problems.append(f"{where}: {key} applies to the shapes world only (source 'shapes'){hint}")
+        if source == "shapes":
+            from .data.shapes_world import SPLIT_SEEDS
+
+            if split not in SPLIT_SEEDS:
+                problems.append(f"{where}: the shapes world has no split {split!r} (known: {', '.join(SPLIT_SEEDS)})")
 
     for name, p in raw.get("prompt_sets", {}).items():
         matrix.prompt_sets[name] = PromptSet(name, _templates(p.get("templates"), f"[prompt_sets.{name}]", problems))
@@ -480,6 +517,9 @@ def load_matrix(path: str | Path | None = None) -> Matrix:
         for key in ("baseline", "candidate"):
             if g.get(key) not in matrix.prompt_sets:
                 problems.append(f"{where}: {_unknown('prompt set', str(g.get(key)), matrix.prompt_sets, key)}")
+        if g.get("baseline") is not None and g.get("baseline") == g.get("candidate"):
+            problems.append(f"{where}: baseline and candidate are both {g['baseline']!r}; a prompt set's gain over "
+                            "itself is always 0, name two different prompt sets")
         threshold = _threshold(g, "min_gain", where, problems, lo=-1.0)
         for model in _models_of(g, matrix.models, where, problems):
             matrix.prompt_gain.append(GainCheck(model, ds, g.get("baseline"), g.get("candidate"), threshold))
@@ -503,7 +543,7 @@ def _vlm_models_of(entry: dict, matrix: Matrix, where: str, problems: list[str],
 
 def _number(entry: dict, key: str, where: str, problems: list[str], default=None, lo: float = 0.0, hi: float = 1.0):
     value = entry.get(key, default)
-    if value is not None and (not isinstance(value, (int, float)) or not lo <= value <= hi):
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi):
         problems.append(f"{where}: {key} = {value!r} must be a number in [{lo:g}, {hi:g}]")
         return default
     return value
@@ -526,12 +566,20 @@ def _read_vlm_sections(raw: dict, matrix: Matrix, base: Path, problems: list[str
         if not isinstance(synonyms, dict) or not all(isinstance(v, str) for v in synonyms.values()):
             problems.append(f"{where}: synonyms must be a table of strings, e.g. {{center = \"centre\"}}")
             synonyms = {}
+        if q["questions"] == "columns" and "kind" not in q:
+            problems.append(f"{where}: questions = 'columns' needs 'kind', the kind of every question: \"pope\" for "
+                            "yes/no questions scored as POPE (kind_column then names the POPE set), or a name such "
+                            "as \"vqa\" for answers scored by exact match (kind_column then holds per-question kinds)")
+        elif q["questions"] == "shapes" and "kind" in q:
+            problems.append(f"{where}: kind applies to questions = 'columns' only; the shapes world's questions "
+                            "carry their own kinds")
+        text = {k: _typed(q, k, str, where, problems, default) for k, default in (
+            ("question_column", "question"), ("answer_column", "answer"), ("kind_column", None), ("kind", "pope"),
+            ("bbox_column", "bbox" if q["questions"] == "shapes" else None))}
         matrix.question_sets[name] = QuestionSet(
-            name=name, dataset=q["dataset"], questions=q["questions"], images=q.get("images"),
+            name=name, dataset=q["dataset"], questions=q["questions"], images=_positive_int(q, "images", where, problems),
             max_new_tokens=int(_number(q, "max_new_tokens", where, problems, 24, 1, 4096)),
-            synonyms=tuple(sorted(synonyms.items())), question_column=q.get("question_column", "question"),
-            answer_column=q.get("answer_column", "answer"), kind_column=q.get("kind_column"), kind=q.get("kind", "pope"),
-            bbox_column=q.get("bbox_column", "bbox" if q["questions"] == "shapes" else None),
+            synonyms=tuple(sorted(synonyms.items())), **text,
         )
 
     def question_set(entry: dict, where: str) -> str | None:
@@ -583,8 +631,9 @@ def _read_vlm_sections(raw: dict, matrix: Matrix, base: Path, problems: list[str
             numbers["row_sum_tolerance"] = 1e-3
         if numbers["min_margin_over_control"] is not None and not controls:
             problems.append(f"{where}: min_margin_over_control needs a 'control' model")
+        kind = _typed(t, "kind", str, where, problems, "colour")
+        samples = int(_number(t, "samples", where, problems, 16, 1, 10_000))
         for model in _vlm_models_of(t, matrix, where, problems):
             if qs:
-                matrix.attention.append(AttentionCheck(
-                    model, qs, t.get("kind", "colour"), int(_number(t, "samples", where, problems, 16, 1, 10_000)),
-                    controls[0] if controls else None, **numbers))
+                matrix.attention.append(AttentionCheck(model, qs, kind, samples, controls[0] if controls else None,
+                                                       **numbers))

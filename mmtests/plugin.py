@@ -41,6 +41,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="device for model suites (auto: cuda when available)")
     group.addoption("--mm-online", action="store_true",
                     help="allow downloads from model/dataset hubs (default: offline, missing entries are skipped)")
+    group.addoption("--mm-batch-size", type=int, default=None, metavar="N",
+                    help="images per forward and questions per generate() batch (default: 64 / 32 on CPU, 256 / 64 on CUDA)")
     group.addoption("--mm-require-all", action="store_true",
                     help="a model or dataset that is not available here fails instead of skipping (for CI)")
     group.addoption("--mm-save-baseline", action="store_true",
@@ -126,7 +128,7 @@ class MMSession:
         self.matrix = config.stash[MATRIX_KEY]
         choice = config.getoption("--mm-device")
         device = default_device() if choice == "auto" else torch.device(choice)
-        self.workbench = Workbench(self.matrix, device)
+        self.workbench = Workbench(self.matrix, device, config.getoption("--mm-batch-size"))
         path = Path(config.getoption("--mm-records"))
         if not path.is_absolute():
             path = Path(config.rootpath) / path
@@ -215,6 +217,8 @@ class MMSession:
         node = request.node
         suite = where.pop("suite")
         test_id = where.pop("test_id")
+        if "model" in where and "precision" not in where and any(c.kind == "baseline" for c in checks):
+            where["precision"] = self.workbench.precision(where["model"])
         failed = []
         for check in checks:
             if self.saving and check.kind == "baseline":

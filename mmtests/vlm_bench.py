@@ -71,12 +71,13 @@ class VLMBench:
         self.probe_logprobs = _memo(self._probe_logprobs)
 
     def batch_size(self) -> int:
-        return 64 if self.wb.device.type == "cuda" else 32
+        return self.wb.vlm_batch_size or (64 if self.wb.device.type == "cuda" else 32)
 
     def _model(self, name: str) -> VisionLanguageModel:
         spec = self.matrix.models[name]
         return VisionLanguageModel(spec.model, self.wb.device, dtype=spec.dtype, padding_side=spec.padding_side,
-                                   generation=dict(spec.generation), online=os.environ.get("HF_HUB_OFFLINE") != "1")
+                                   generation=dict(spec.generation), online=os.environ.get("HF_HUB_OFFLINE") != "1",
+                                   quantize=spec.quantize, entry=name)
 
     def images(self, qset: QuestionSet):
         ds = self.wb.dataset(self.matrix.datasets[qset.dataset])

@@ -78,6 +78,7 @@ class Workbench:
         self.device = device or default_device()
         # On 2 CPU cores the tiny CLIP runs fastest at batch 64 (742 vs 511 images/s at 256).
         self.batch_size = batch_size or (256 if self.device.type == "cuda" else 64)
+        self.vlm_batch_size = batch_size
         self.encoder = _memo(self._encoder)
         self._dataset = _memo(self._load_dataset)
         self._features = _memo(self._embed)

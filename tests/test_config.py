@@ -164,3 +164,106 @@ def test_vlm_sections_name_each_mistake(tmp_path, extra, message):
 def test_vlm_checks_default_to_every_vlm(tmp_path):
     matrix = load_matrix(write(tmp_path, LLAVA + '[[answers]]\nquestion_set = "qa"\nmin_accuracy = { colour = 0.9 }\n'))
     assert [(c.id, c.min_accuracy) for c in matrix.answers] == [("vlm/qa", (("colour", 0.9),))]
+
+
+@pytest.mark.parametrize(("text", "change", "message"), [
+    (VALID, ("min_top1 = 0.5", "min_top_1 = 0.5"), "[[zero_shot]] #1: unknown key 'min_top_1' (did you mean 'min_top1'?)"),
+    (VALID, ('pretrained = "openai"', 'pretrianed = "openai"'),
+     "[models.m1]: unknown key 'pretrianed' (did you mean 'pretrained'?)"),
+    (VALID, ('label_column = "label"', 'label_column = "label"\nlabel_colum = "x"'),
+     "[datasets.d1]: unknown key 'label_colum' (did you mean 'label_column'?)"),
+    (VALID, ('templates = ["{}"]', 'templates = ["{}"]\ntemplate = ["{}"]'),
+     "[prompt_sets.bare]: unknown key 'template' (did you mean 'templates'?)"),
+    (VALID, ("min_gain = 0.01", "min_gian = 0.01"), "[[prompt_gain]] #1: unknown key 'min_gian' (did you mean 'min_gain'?)"),
+    (VALID, ("min_gain = 0.01", "colour = 'red'"), "[[prompt_gain]] #1: unknown key 'colour' (known: baseline, candidate,"),
+    (LLAVA, ("images = 10", "image = 10"), "[question_sets.qa]: unknown key 'image' (did you mean 'images'?)"),
+    (LLAVA + '[[answers]]\nquestion_set = "qa"\nmin_acuracy = {}\n', (), "[[answers]] #1: unknown key 'min_acuracy'"),
+    (LLAVA + '[[pope]]\nquestion_set = "qa"\nmin_f = 0.5\n', (), "[[pope]] #1: unknown key 'min_f' (did you mean 'min_f1'?)"),
+    (LLAVA + '[[stability]]\nquestion_set = "qa"\nsingle_samples = 4\n', (),
+     "[[stability]] #1: unknown key 'single_samples' (did you mean 'single_sample'?)"),
+    (LLAVA + '[[attention]]\nquestion_set = "qa"\nsample = 4\n', (),
+     "[[attention]] #1: unknown key 'sample' (did you mean 'samples'?)"),
+    (VALID + "[zero_shots]\n", (), "unknown section [zero_shots] (did you mean 'zero_shot'?)"),
+])
+def test_unknown_keys_suggest_the_closest_known_key(tmp_path, text, change, message):
+    with pytest.raises(ConfigError) as err:
+        load_matrix(write(tmp_path, text.replace(*change) if change else text))
+    assert message in str(err.value)
+
+
+def test_keys_of_features_in_progress_are_accepted(tmp_path):
+    text = (VALID.replace('pretrained = "openai"', 'pretrained = "openai"\nbaseline = "b"\ntolerance = {max_drop = 0.1}\n'
+                          'required = true\ndtype = "float16"')
+            .replace('label_column = "label"', 'label_column = "label"\nrequired = false')
+            .replace("min_top1 = 0.5", 'min_top1 = 0.5\ngate = "baseline"').replace("min_gain = 0.01", 'gate = "floor"'))
+    text += ('[datasets.s]\nsource = "shapes"\nsplit = "test"\nimage_sizes = [[96, 80]]\n'
+             '[models.q]\nbackend = "hf_clip"\nmodel = "x/y"\nquantize = "dynamic-int8"\n')
+    matrix = load_matrix(write(tmp_path, text))
+    assert matrix.models["m1"].dtype == "float16" and matrix.datasets["s"].image_sizes == ((96, 80),)
+    vlm = LLAVA + "".join(f'[[{s}]]\nquestion_set = "qa"\ngate = "floor"\n' for s in ("answers", "pope", "stability"))
+    load_matrix(write(tmp_path, vlm + '[[attention]]\nquestion_set = "qa"\ngate = "floor"\n'))
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (VALID.replace("[[zero_shot]]", "[zero_shot]"), "[[zero_shot]] must be an array of tables, one [[zero_shot]] per "
+                                                     "check; write [[zero_shot]], not [zero_shot]"),
+    ("models = 3\n" + VALID.split("[datasets.d1]")[1], "[models] must be tables, one per entry ([models.NAME]), not a number"),
+    ('[models]\nm1 = "ViT-B-32"\n', "[models.m1] must be a table of settings"),
+    ("zero_shot = [1, 2]\n", "[[zero_shot]] #2 must be a table of settings"),
+    (VALID.replace('prompt_set = "photo"', 'prompt_set = ["photo"]'), "prompt set \"['photo']\" in prompt_set is not defined"),
+    (VALID.replace('dataset = "d1"\nprompt_set', 'models = "m1"\ndataset = "d1"\nprompt_set'),
+     "[[zero_shot]] #1: models = 'm1' must be a list of model names"),
+])
+def test_sections_and_entries_of_the_wrong_type_are_named_not_a_crash(tmp_path, text, message):
+    with pytest.raises(ConfigError) as err:
+        load_matrix(write(tmp_path, text))
+    assert message in str(err.value)
+
+
+def test_a_matrix_file_that_is_not_utf8_is_named(tmp_path):
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(VALID.replace("a photo of a {c}.", "une photo d'un {c} \xe9t\xe9.").encode("latin-1"))
+    with pytest.raises(ConfigError, match=f"{path}: not UTF-8 text .*save the matrix file as UTF-8"):
+        load_matrix(path)
+
+
+def test_a_prompt_gain_over_itself_is_a_mistake(tmp_path):
+    with pytest.raises(ConfigError, match=r"\[\[prompt_gain\]\] #1: baseline and candidate are both 'photo'"):
+        load_matrix(write(tmp_path, VALID.replace('baseline = "bare"', 'baseline = "photo"')))
+
+
+def test_question_columns_need_a_kind_and_shapes_questions_take_none(tmp_path):
+    columns = '[question_sets.real-qa]\ndataset = "real"\nquestions = "columns"\n'
+    with pytest.raises(ConfigError, match=r"\[question_sets.real-qa\]: questions = 'columns' needs 'kind'"):
+        load_matrix(write(tmp_path, LLAVA + columns))
+    assert load_matrix(write(tmp_path, LLAVA + columns + 'kind = "vqa"\n')).question_sets["real-qa"].kind == "vqa"
+    with pytest.raises(ConfigError, match=r"\[question_sets.qa\]: kind applies to questions = 'columns' only"):
+        load_matrix(write(tmp_path, LLAVA + 'kind = "pope"\n'))
+
+
+@pytest.mark.parametrize(("text", "change", "message"), [
+    (VALID, ('label_column = "label"', 'label_column = "label"\nlimit = 0'),
+     "[datasets.d1]: limit = 0 must be a whole number of at least 1"),
+    (VALID, ('label_column = "label"', 'label_column = "label"\nlimit = true'), "limit = True must be a whole number"),
+    (VALID, ('label_column = "label"', 'label_column = "label"\nlimit = 2.5'), "limit = 2.5 must be a whole number"),
+    (LLAVA, ('split = "test"', 'split = "test"\nsize = -3'), "[datasets.shapes]: size = -3 must be a whole number"),
+    (VALID, ('label_column = "label"', 'label_column = "label"\nsize = 10'), "size applies to the shapes world only"),
+    (VALID, ('label_column = "label"', 'label_column = "label"\nsplit = 1'), "[datasets.d1]: split = 1 must be a string"),
+    (LLAVA, ('split = "test"', 'split = "validation"'), "the shapes world has no split 'validation' (known: train,"),
+    (LLAVA, ("images = 10", "images = 0"), "[question_sets.qa]: images = 0 must be a whole number of at least 1"),
+    (LLAVA, ('model = "some/llava"', 'model = "some/llava"\ndtype = "fp16"'),
+     "[models.vlm]: dtype = 'fp16' must be one of float32, float16, bfloat16"),
+    (LLAVA, ('model = "some/llava"', 'model = "some/llava"\npadding_side = "middle"'),
+     "padding_side = 'middle' must be 'left' or 'right'"),
+    (VALID, ('pretrained = "openai"', 'pretrained = "openai"\nrequired = "yes"'),
+     "[models.m1]: required = 'yes' must be true or false"),
+    (VALID, ('label_column = "label"', 'label_column = "label"\nrequired = 1'), "[datasets.d1]: required = 1 must be true"),
+    (VALID, ("min_top1 = 0.5", "min_top1 = 0.5\ngate = 1"), "[[zero_shot]] #1: gate = 1 must be a string"),
+    (VALID, ("min_top1 = 0.5", "min_top1 = true"), "min_top1 = True must be a number in [0, 1]"),
+    (LLAVA + '[[pope]]\nquestion_set = "qa"\n', ('question_set = "qa"\n', 'question_set = "qa"\nmin_f1 = false\n'),
+     "[[pope]] #1: min_f1 = False must be a number"),
+])
+def test_types_and_ranges_are_checked(tmp_path, text, change, message):
+    with pytest.raises(ConfigError) as err:
+        load_matrix(write(tmp_path, text.replace(*change)))
+    assert message in str(err.value)

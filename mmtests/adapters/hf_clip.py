@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import torch
 from PIL import Image
 
-from .base import DualEncoder, ModelUnavailable
+from .base import DualEncoder
+from .hf_checkpoint import Checkpoint
 
 
 def _features(output) -> torch.Tensor:
@@ -20,15 +21,15 @@ class HFClipEncoder(DualEncoder):
         from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
 
         self.name, self.device = name, device
-        try:
-            self.model = AutoModel.from_pretrained(model).to(device).eval()
-            self.image_processor = AutoImageProcessor.from_pretrained(model)
-            self._tokenizer = AutoTokenizer.from_pretrained(model)
-        except OSError as err:
-            raise ModelUnavailable(
-                f"Hugging Face model '{model}' is not available here ({str(err)[:300]}). Download it once "
-                "where the hub is reachable (huggingface-cli download), or set 'model' to a local directory."
-            ) from err
+        # Hub ids not in the cache are unavailable (ModelUnavailable); a folder or checkpoint that does not
+        # load as configured is an EntryError naming the file.
+        checkpoint = Checkpoint(name, model)
+        checkpoint.check_tokenizer_files()
+        self.model = checkpoint.load_model(AutoModel).to(device).eval()
+        self.image_processor = checkpoint.load("preprocessor_config.json",
+                                               lambda: AutoImageProcessor.from_pretrained(model))
+        self._tokenizer = checkpoint.load(checkpoint.tokenizer_files(), lambda: AutoTokenizer.from_pretrained(model))
+        checkpoint.check_vocabulary(self._tokenizer)
         # SigLIP-style text towers pool the last position and were trained on max-length padding.
         self._padding = "max_length" if "siglip" in self.model.config.model_type else True
 

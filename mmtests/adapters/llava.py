@@ -8,11 +8,10 @@ works for answers. Attention maps additionally need the image to become one grid
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
-from .base import ModelUnavailable
+from .hf_checkpoint import Checkpoint
 
 
 @dataclass(frozen=True)
@@ -46,21 +45,26 @@ class VisionLanguageModel:
     """Batched greedy (or configured sampling) answers, and forward passes with attention maps."""
 
     def __init__(self, model_id: str, device: torch.device, *, dtype: str | None = None, online: bool = False,
-                 padding_side: str = "left", generation: dict | None = None):
+                 padding_side: str = "left", generation: dict | None = None, quantize: str | None = None,
+                 entry: str | None = None):
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         self.name = model_id
         self.device = device
-        local = Path(model_id).is_dir()
-        try:
-            self.processor = AutoProcessor.from_pretrained(model_id, local_files_only=not online)
-            self.model = AutoModelForImageTextToText.from_pretrained(
-                model_id, dtype=_dtype(device, dtype), local_files_only=not online, attn_implementation="sdpa")
-        except OSError as err:
-            where = "the directory has no loadable checkpoint" if local else (
-                "not in the local Hugging Face cache; pass --mm-online to download" if not online else "download failed")
-            raise ModelUnavailable(f"vision-language model {model_id!r}: {where} ({str(err).splitlines()[0]})") from err
+        # Hub ids not in the cache are unavailable (ModelUnavailable); a folder or checkpoint that does not
+        # load as configured is an EntryError naming the file. `entry`: the matrix entry, for messages.
+        checkpoint = Checkpoint(entry, model_id, online=online)
+        checkpoint.check_tokenizer_files()
+        self.processor = checkpoint.load(", ".join(filter(None, (checkpoint.tokenizer_files(), "processor_config.json"))),
+                                         lambda: AutoProcessor.from_pretrained(model_id, local_files_only=not online))
+        checkpoint.check_vocabulary(self.processor.tokenizer)
+        self.model = checkpoint.load_model(AutoModelForImageTextToText, dtype=_dtype(device, dtype),
+                                           local_files_only=not online, attn_implementation="sdpa")
         self.model.to(device).eval()
+        if quantize == "dynamic-int8":  # torch.ao dynamic int8 of the Linear layers (CPU), as exported for serving
+            from torch.ao.quantization import quantize_dynamic
+
+            self.model = quantize_dynamic(self.model.to("cpu"), {torch.nn.Linear}, dtype=torch.qint8)
         self.tokenizer = self.processor.tokenizer
         self.tokenizer.padding_side = padding_side
         self.generation = {"do_sample": False, **(generation or {})}

@@ -38,15 +38,21 @@ def _read_benchmarks(path: Path | None) -> tuple[dict | None, str | None]:
 
 
 def build(records: Path, out: Path, benchmarks: Path | None = None, history: Path | None = None,
-          thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Built:
+          thresholds: Thresholds = DEFAULT_THRESHOLDS, faults: Path | None = None) -> Built:
     """Write the report and add the run to the history (default `<out>/history`)."""
     run = read_run(records)
     bench, problem = _read_benchmarks(benchmarks)
     if problem:
         run.problems.append(problem)
+    detection, problem = _read_benchmarks(faults)
+    if problem:
+        run.problems.append(problem)
     run_dir = out / run.run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(records, run_dir / "records.jsonl")
+    samples = records.with_name(f"{records.stem}-samples.jsonl")
+    if samples.is_file():
+        shutil.copyfile(samples, run_dir / samples.name)
     comparison = record_and_compare(history or out / "history", run, bench, thresholds)
     plot = accuracy_by_prompt_set(run.select("zero_shot", "top1"), run_dir / "zero_shot_by_prompt_set.png")
     sweeps = benchmark_sweeps(bench)
@@ -59,6 +65,8 @@ def build(records: Path, out: Path, benchmarks: Path | None = None, history: Pat
         f"# mmtests report: {run.run_id}",
         "## Environment", markdown.environment(run),
         "## Summary", markdown.summary(run),
+        "## Gates against the known-good baselines",
+        markdown.baseline_gates(run, samples.name if samples.is_file() else None),
         "## Changes since the previous run", markdown.deltas(comparison, thresholds),
         "## CLIP zero-shot top-1",
         "Rows: model and dataset; columns: prompt sets. ✅/❌ mark figures checked against a threshold.",
@@ -79,6 +87,8 @@ def build(records: Path, out: Path, benchmarks: Path | None = None, history: Pat
         sections.append(f"![embedding throughput vs batch size]({throughput_plot.name})")
     if generation_plot:
         sections.append(f"![LLaVA generation vs batch size]({generation_plot.name})")
+    if detection:
+        sections += ["## Detection power", markdown.detection_power(detection)]
     sections += [
         "## Skipped", markdown.skipped(run),
     ]
@@ -98,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--records", type=Path, default=Path("reports/records.jsonl"))
     ap.add_argument("--out", type=Path, default=Path("reports"))
     ap.add_argument("--benchmarks", type=Path, default=None, help="pytest-benchmark JSON to tabulate")
+    ap.add_argument("--faults", type=Path, default=None, help="results of `python -m mmtests.faults` (JSON) to show")
     ap.add_argument("--fail-on-failure", action="store_true", help="exit 1 when any asserted figure failed")
     ap.add_argument("--history", type=Path, default=None,
                     help="folder of one JSON per run; this run is added and compared with the previous (default: <out>/history)")
@@ -112,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
               f"(it writes records to --mm-records, default reports/records.jsonl)", file=sys.stderr)
         return 2
     built = build(args.records, args.out, args.benchmarks, args.history,
-                  Thresholds(args.max_throughput_drop, args.max_accuracy_drop))
+                  Thresholds(args.max_throughput_drop, args.max_accuracy_drop), args.faults)
     print(f"report written to {built.report} and {args.out / 'latest.md'}")
     if built.failed and args.fail_on_failure:
         return 1

@@ -49,11 +49,11 @@ class Comparison:
         return [d for d in self.deltas if d.verdict == "regression"]
 
 
-# How a figure's change is judged when it is not higher-is-better: "lower" (errors, leaks, loops),
-# "target" (closer to the figure's `target` is better: a POPE yes-ratio against the true ratio), or
-# "neutral" (a description of the model, such as where attention goes: shown, never flagged).
+# A figure's direction travels with it (`higher_is_better`, set by its check). Records of older runs
+# lack it; for those, and for figures that describe a model rather than rate it ("neutral": where
+# attention goes, shown, never flagged), this table decides.
 METRIC_DIRECTION = {
-    "row_sum_error": "lower", "causal_leak": "lower", "max_repeated_bigrams": "lower",
+    "row_sum_error": "lower", "causal_leak": "lower", "max_repeated_bigrams": "lower", "yes_ratio_gap": "lower",
     "yes_ratio": "target", "image_share": "neutral", "sink_share": "neutral", "distinct_2_describe": "neutral",
 }
 TARGET_FIELDS = {"yes_ratio": "true_yes_ratio"}
@@ -67,7 +67,8 @@ def snapshot(run: Run, bench: dict | None) -> dict:
     """What the history keeps of a run: its figures and its benchmarks, with the device they ran on."""
     env = run.environment
     figures = [{**{k: f[k] for k in ("suite", "test_id", "metric", "value")},
-                **({"target": f[TARGET_FIELDS[f["metric"]]]} if f["metric"] in TARGET_FIELDS else {})}
+                **({"target": f[TARGET_FIELDS[f["metric"]]]} if f["metric"] in TARGET_FIELDS else {}),
+                **({"higher_is_better": f["higher_is_better"]} if "higher_is_better" in f else {})}
                for f in run.figures if _number(f.get("value"))]
     benchmarks = []
     for b in (bench or {}).get("benchmarks", []):
@@ -126,7 +127,9 @@ def compare(prev: dict, cur: dict, thresholds: Thresholds) -> Comparison:
     c_figs = _by(cur.get("figures", []), "suite", "test_id", "metric")
     for key in sorted(p_figs.keys() & c_figs.keys()):
         before, now = p_figs[key]["value"], c_figs[key]["value"]
-        direction = METRIC_DIRECTION.get(key[2], "higher")
+        direction = METRIC_DIRECTION.get(key[2])
+        if direction is None:
+            direction = "lower" if c_figs[key].get("higher_is_better") is False else "higher"
         better = now - before  # how much better the figure got, in its own units
         if direction == "lower":
             better = before - now

@@ -44,13 +44,14 @@ def pope(run: Run) -> str:
     others = {(f["test_id"], f["metric"]): f for f in run.select("pope")}
     rows = []
     for f in f1s:
-        yes = others.get((f["test_id"], "yes_ratio"), {})
-        ratio = "–" if not yes else (f"{yes['value']:.2f} (true {yes['true_yes_ratio']:.2f})"
-                                     + (f" {MARK[yes['outcome']]}" if yes.get("max_gap") is not None else ""))
+        yes = others.get((f["test_id"], "yes_ratio_gap"), {})
+        ratio = "–" if not yes else (f"{yes['yes_ratio']:.2f} (true {yes['true_yes_ratio']:.2f})"
+                                     + (f" {MARK[yes['outcome']]}" if yes.get("max_allowed") is not None else ""))
         rows.append([f["model"], f["pope_set"], *(others.get((f["test_id"], m), {}).get("value")
-                                                  for m in ("accuracy", "precision", "recall")), _fmt(f), ratio, f["n"]])
+                                                  for m in ("accuracy", "precision", "recall")), _fmt(f), ratio,
+                     f.get("always_yes_f1"), f["n"]])
     return _table(rows, ["model", "POPE set", "accuracy", "precision", "recall", "F1", "yes-ratio of predictions",
-                         "questions"])
+                         "always-yes F1", "questions"])
 
 
 def stability(run: Run) -> str:

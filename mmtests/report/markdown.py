@@ -48,10 +48,75 @@ def summary(run: Run) -> str:
     failed = [f for f in run.figures if f["outcome"] == "fail"]
     text = _table(rows, ["suite", "passed", "failed", "skipped"]) if rows else "No asserted figures in this run."
     if failed:
-        text += "\n\n**Failures**\n\n" + "\n".join(
-            f"- `{f['test_id']}`: {f['metric']} {f['value']:.4f} < {f['threshold']}" for f in failed
-        )
+        text += "\n\n**Failures**\n\n" + "\n".join(f"- `{f['test_id']}`: {describe(f)}" for f in failed)
     return text
+
+
+def describe(figure: dict) -> str:
+    """A figure in one line: value, its bound (min, max, or the baseline and tolerance), and why."""
+    value = "n/a" if figure.get("value") is None else f"{figure['value']:.4g}"
+    kind = figure.get("bound_kind")
+    if figure.get("threshold") is not None:
+        bound = f" (min {figure['threshold']:g})"
+    elif figure.get("max_allowed") is not None:
+        bound = f" (max {figure['max_allowed']:g})"
+    elif kind == "baseline":
+        base = figure.get("baseline_value")
+        bound = f" (baseline {base:.4g}, tolerance {figure.get('tolerance'):g})" if base is not None else ""
+    else:
+        bound = ""
+    why = figure.get("explain") or figure.get("reason")
+    return f"{figure['metric']} {value}{bound}" + (f": {why}" if why else "")
+
+
+def baseline_gates(run: Run, samples: str | None) -> str:
+    """Every gate against a known-good baseline: agreement, probabilities, embeddings, paired accuracy."""
+    gates = [f for f in run.figures if f.get("bound_kind") == "baseline"]
+    if not gates:
+        return "No model of this run was gated against a baseline (no `baseline` in its entry)."
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for f in gates:
+        groups.setdefault((f["model"], f["metric"]), []).append(f)
+    rows = []
+    for (model, metric), figs in groups.items():
+        if metric.endswith("_vs_baseline"):  # accuracy gates: the largest drop
+            values, pick = [f["drop"] for f in figs if f.get("drop") is not None], max
+        else:
+            values = [f["value"] for f in figs if f["value"] is not None]
+            pick = min if figs[0].get("higher_is_better", True) else max
+        worst = pick(values) if values else None
+        passed = sum(f["outcome"] == "pass" for f in figs)
+        tol = figs[0].get("tolerance")
+        rows.append([model, metric, len(figs), "n/a" if worst is None else f"{worst:.6g}",
+                     "" if tol is None else f"{tol:g}", figs[0].get("precision") or "",
+                     f"{passed}/{len(figs)} " + (MARK["pass"] if passed == len(figs) else MARK["fail"])])
+    failed = [f for f in gates if f["outcome"] == "fail"]
+    text = (f"{len(gates) - len(failed)} of {len(gates)} gates agree with the committed baselines. Accuracy gates "
+            "compare the same samples (exact McNemar on the flipped ones, 95%); agreement, probability, embedding "
+            "and first-token KL gates use the tolerances of the run's precision (for accuracy: the drop allowed). "
+            "Worst: the lowest agreement or cosine, the largest change, KL or accuracy drop over the checks."
+            "\n\n" + _table(rows, ["model", "gate", "checks", "worst", "tolerance", "precision", "passed"],
+                             formatted=True))
+    if failed:
+        text += "\n\n**Red gates, with the samples that flipped**\n\n" + "\n".join(
+            f"- `{f['test_id']}`: {describe(f)}" for f in failed)
+    if samples:
+        text += f"\n\nPer-sample outcomes of this run (one JSON line per check, to compare item by item): `{samples}`."
+    return text
+
+
+def detection_power(faults: dict | None) -> str:
+    """`python -m mmtests.faults`'s results: which silent faults the gates catch, and false alarms."""
+    if not faults:
+        return ""
+    rows = [[f["name"], f["what"], len(f["red"]), "; ".join(f["red"][:2]) + (" …" if len(f["red"]) > 2 else ""),
+             "✅" if f["caught"] else "❌ missed"] for f in faults.get("faults", [])]
+    clean = faults.get("clean") or []
+    alarms = "" if not clean else (f" False alarms on {len(clean)} clean reruns (other batch sizes and thread "
+                                   f"counts): **{faults.get('false_alarms')}**.")
+    return (f"Silent faults applied to the embedded zoo, default matrix run against the committed baselines "
+            f"(`python -m mmtests.faults`). Detection rate: **{faults['detection_rate']:.0%}**.{alarms}\n\n"
+            + _table(rows, ["fault", "what", "red checks", "e.g.", "caught"], formatted=True))
 
 
 def zero_shot(run: Run) -> str:

@@ -1,0 +1,55 @@
+"""The nightly job: suites, benchmarks, detection power, then the report, each in its own process.
+
+    python -m mmtests.nightly --out reports [--no-faults] [pytest args for the suites]
+
+Every step runs even when an earlier one failed (the report is always written); the exit status is non-zero
+when any step failed, and the failed steps are named.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+
+def steps(out: Path, pytest_args: list[str], faults: bool = True) -> list[tuple[str, list[str]]]:
+    records, benchmarks, detection = out / "records.jsonl", out / "benchmarks.json", out / "faults.json"
+    py = [sys.executable, "-m"]
+    power = [("faults", [*py, "mmtests.faults", "--json", str(detection)])] if faults else []
+    return [
+        ("suites", [*py, "pytest", "--mm-records", str(records), "--mm-require-all", *pytest_args]),
+        ("benchmarks", [*py, "pytest", "benchmarks", "--benchmark-enable", "--benchmark-only",
+                        "--benchmark-json", str(benchmarks)]),
+        *power,
+        ("report", [*py, "mmtests.report", "--records", str(records), "--benchmarks", str(benchmarks),
+                    *(["--faults", str(detection)] if faults else []), "--out", str(out), "--fail-on-failure",
+                    "--compare-fail"]),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m mmtests.nightly", description=__doc__.split("\n\n")[0],
+                                 allow_abbrev=False)
+    ap.add_argument("--out", type=Path, default=Path("reports"), help="folder for records, benchmarks and the report")
+    ap.add_argument("--no-faults", action="store_true",
+                    help="skip the detection-power step (python -m mmtests.faults, about 15 minutes on 2 CPU cores)")
+    args, pytest_args = ap.parse_known_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    failed = []
+    for name, command in steps(args.out, pytest_args, not args.no_faults):
+        print(f"mmtests.nightly: {name}: {' '.join(command)}", flush=True)
+        code = subprocess.call(command)  # pytest's 5 (no tests collected) is a failure too: nothing was checked
+        if code != 0:
+            print(f"mmtests.nightly: step {name!r} failed (exit code {code})", flush=True)
+            failed.append(f"{name} ({code})")
+    if failed:
+        print(f"mmtests.nightly: FAILED: {', '.join(failed)}", flush=True)
+        return 1
+    print("mmtests.nightly: all steps passed", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""The nightly job fails when any step fails, and writes the report anyway."""
+
+import pytest
+
+from mmtests import nightly
+
+
+@pytest.mark.parametrize(("codes", "failed"), [
+    ({}, None), ({"suites": 5}, "suites (5)"), ({"suites": 1, "report": 1}, "suites (1), report (1)"),
+    ({"benchmarks": 2}, "benchmarks (2)"), ({"faults": 1}, "faults (1)"),
+])
+def test_every_step_runs_and_any_failure_fails_the_job(tmp_path, monkeypatch, capsys, codes, failed):
+    ran = []
+
+    def call(command):
+        name = ("report" if "mmtests.report" in command else "faults" if "mmtests.faults" in command
+                else "benchmarks" if "benchmarks" in command else "suites")
+        ran.append((name, command))
+        return codes.get(name, 0)
+
+    monkeypatch.setattr(nightly.subprocess, "call", call)
+    code = nightly.main(["--out", str(tmp_path / "r"), "-k", "zero_shot"])
+    assert [n for n, _ in ran] == ["suites", "benchmarks", "faults", "report"]
+    suites, report = ran[0][1], ran[3][1]
+    assert suites[2:] == ["pytest", "--mm-records", str(tmp_path / "r" / "records.jsonl"), "--mm-require-all",
+                          "-k", "zero_shot"]
+    assert {"--fail-on-failure", "--compare-fail", "--faults"} <= set(report)
+    out = capsys.readouterr().out
+    assert code == (1 if failed else 0)
+    assert (f"FAILED: {failed}" if failed else "all steps passed") in out
