@@ -26,7 +26,8 @@ def _samples(mm, c):
             "correct": s.correct}
     mm.samples(c.model, key, mine)
     baseline = mm.available(mm.baseline, c.model, test_id=c.id, suite="zero_shot")
-    return mine, baseline.entry(key, c.model, truth) if baseline else None, baseline
+    base = mm.available(baseline.entry, key, c.model, truth, test_id=c.id, suite="zero_shot") if baseline else None
+    return mine, base, baseline
 
 
 def test_zero_shot_top1(zero_shot_check, mm, request):

@@ -32,7 +32,8 @@ def _answered(mm, model, qset_name, test_id, suite):
             "kind": [q.qa.kind for q in questions]}
     mm.samples(model, key, mine)
     baseline = mm.available(mm.baseline, model, test_id=test_id, suite=suite)
-    return questions, answers, mine, (baseline.entry(key, model, truth) if baseline else None), baseline
+    base = mm.available(baseline.entry, key, model, truth, test_id=test_id, suite=suite) if baseline else None
+    return questions, answers, mine, base, baseline
 
 
 def _baseline_gate(mm, model, metric, mine, base, keep):
