@@ -232,8 +232,10 @@ def build_split(split: str, size: int | None = None):
     return Dataset.from_dict(rows, features=_features())
 
 
-def load_split(split: str, size: int | None = None, cache_dir: str | None = None):
-    """A split from the on-disk cache (`MMTESTS_CACHE`, default ~/.cache/mmtests), generated on first use."""
+def load_split(split: str, size: int | None = None, cache_dir: str | None = None,
+               sizes: tuple[tuple[int, int], ...] = ()):
+    """A split from the on-disk cache (`MMTESTS_CACHE`, default ~/.cache/mmtests), generated on first use;
+    with `sizes`, resized as `at_sizes` does (cached too: resizing costs more than reading)."""
     import os
     from pathlib import Path
 
@@ -244,7 +246,12 @@ def load_split(split: str, size: int | None = None, cache_dir: str | None = None
     path = root / f"shapes-v{WORLD_VERSION}" / f"{split}-{size}"
     if not (path / "dataset_info.json").exists():
         build_split(split, size).save_to_disk(str(path))
-    return load_from_disk(str(path))
+    if not sizes:
+        return load_from_disk(str(path))
+    resized = path.with_name(f"{path.name}-at-" + "-".join(f"{w}x{h}" for w, h in sizes))
+    if not (resized / "dataset_info.json").exists():
+        at_sizes(load_from_disk(str(path)), sizes).save_to_disk(str(resized))
+    return load_from_disk(str(resized))
 
 
 def at_sizes(ds, sizes: tuple[tuple[int, int], ...]):

@@ -55,9 +55,9 @@ def _broken(spec: DatasetSpec, err: Exception) -> EntryError:
 def load_images_and_labels(spec: DatasetSpec):
     """The split a dataset entry names, checked for its image and label columns."""
     if spec.source == "shapes":
-        from .shapes_world import at_sizes, load_split
+        from .shapes_world import load_split
 
-        ds = at_sizes(load_split(spec.split, spec.size), spec.image_sizes)
+        ds = load_split(spec.split, spec.size, sizes=spec.image_sizes)
     else:
         try:
             ds = _load_hf(spec)
