@@ -22,6 +22,9 @@ def _random_weights(item: pytest.Item) -> bool:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Random-weight architectures exist only to be timed: with benchmarks disabled (plain `pytest`, where
     each benchmark runs once as a smoke test) they are deselected, not reported as skipped."""
+    from mmtests.plugin import skip_gpu_items_without_cuda
+
+    skip_gpu_items_without_cuda([i for i in items if i.path.parent.name == "benchmarks"])
     if not (config.getoption("benchmark_disable") and not config.getoption("benchmark_enable")):
         return
     keep = [i for i in items if not (i.path.parent.name == "benchmarks" and _random_weights(i))]

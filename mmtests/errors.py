@@ -5,6 +5,8 @@
 - `EntryError`: the entry points at something that exists but cannot be used as configured (weights
   that do not load, a missing column or split, a local path that does not exist). Always a failure,
   with one message naming the entry and the fix.
+- `DataWarning`: data used with something left out or repaired (images that do not decode, skipped and named;
+  a damaged shapes cache, rebuilt). A warning, never silent.
 """
 
 from __future__ import annotations
@@ -20,3 +22,8 @@ class DatasetUnavailable(RuntimeError):
 
 class EntryError(RuntimeError):
     """A matrix entry that exists but cannot be used as configured; the message names it and the fix."""
+
+
+class DataWarning(UserWarning):
+    """Data that was used with a part left out or rebuilt (undecodable images skipped, a damaged cache rebuilt);
+    the message names the files or rows and how to make it a failure or avoid it."""

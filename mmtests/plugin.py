@@ -6,6 +6,7 @@ Registered through the `pytest11` entry point, so any `pytest` run with mmtests 
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -14,6 +15,7 @@ import pytest
 
 from .checks import FAIL, MEASURED, Check
 from .config import ConfigError, Matrix, load_matrix
+from .records import finish_run, hand_over_run_id, write_plan
 
 MARKERS = {
     "gpu": "needs a CUDA device; skipped without one",
@@ -21,8 +23,8 @@ MARKERS = {
     "clip": "CLIP-style dual-encoder suites",
     "llava": "LLaVA-style vision-language suites",
 }
+PACKAGE = Path(__file__).resolve().parent
 MATRIX_KEY = pytest.StashKey[Matrix]()
-SESSION_KEY = pytest.StashKey["MMSession"]()
 OUTCOME = "mm_outcome"  # user property of a test whose figures were measured, none judged
 T = TypeVar("T")
 
@@ -36,13 +38,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--mm-dataset", action="append", default=None, metavar="NAME",
                     help="run only this dataset of the matrix (repeatable)")
     group.addoption("--mm-records", default="reports/records.jsonl", metavar="FILE",
-                    help="JSON-lines file receiving every measured figure (overwritten each session)")
+                    help="JSON-lines file of the latest run's figures, rewritten at the end of each session; each session "
+                         "writes its own files under <FILE stem>.d/ as it goes")
     group.addoption("--mm-device", default="auto", choices=("auto", "cpu", "cuda"),
                     help="device for model suites (auto: cuda when available)")
     group.addoption("--mm-online", action="store_true",
                     help="allow downloads from model/dataset hubs (default: offline, missing entries are skipped)")
     group.addoption("--mm-batch-size", type=int, default=None, metavar="N",
                     help="images per forward and questions per generate() batch (default: 64 / 32 on CPU, 256 / 64 on CUDA)")
+    group.addoption("--mm-shard", default=None, metavar="I/N",
+                    help="run shard I of N (1-based): each model's checks go to one shard (by a stable hash of its "
+                         "name); tests that belong to no model run in shard 1")
+    group.addoption("--mm-gpus", type=int, default=None, metavar="N",
+                    help="with pytest-xdist: pin worker k to GPU k mod N (sets CUDA_VISIBLE_DEVICES per worker)")
+    group.addoption("--mm-strict-images", action="store_true",
+                    help="an image that cannot be decoded fails its dataset (default: left out, counted and named; "
+                         "also MMTESTS_STRICT_IMAGES=1)")
     group.addoption("--mm-require-all", action="store_true",
                     help="a model or dataset that is not available here fails instead of skipping (for CI)")
     group.addoption("--mm-save-baseline", action="store_true",
@@ -54,10 +65,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
-    if not config.getoption("--mm-online"):
-        # Offline by default: a missing checkpoint is a skip with its reason, not a network hang.
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    worker = getattr(config, "workerinput", {}).get("workerid")  # "gw3" under pytest-xdist
+    gpus = config.getoption("--mm-gpus")
+    if worker and gpus and "CUDA_VISIBLE_DEVICES" not in os.environ:
+        # Set before anything imports torch in this worker: one device per worker, round robin.
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(int(worker.removeprefix("gw")) % gpus)
     try:
         matrix = load_matrix(config.getoption("--mm-config"))
         config.stash[MATRIX_KEY] = matrix.narrowed(config.getoption("--mm-model"), config.getoption("--mm-dataset"))
@@ -103,15 +115,59 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("pope_case", cases, ids=[f"{c.id}/{s}" for c, s in cases])
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+def is_mmtests_item(item: pytest.Item) -> bool:
+    """A test of mmtests' own (its suites, or one using the `mm` fixture): the only ones the plugin touches,
+    so that installing mmtests changes no other project's tests."""
+    return "mm" in getattr(item, "fixturenames", ()) or Path(str(item.path)).is_relative_to(PACKAGE)
+
+
+def skip_gpu_items_without_cuda(items: list[pytest.Item]) -> None:
+    """Items marked `gpu` are skipped when no CUDA device is visible (torch is imported only if there are any)."""
+    marked = [item for item in items if item.get_closest_marker("gpu") is not None]
+    if not marked:
+        return
     import torch
 
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device; none is visible here")
-    for item in items:
-        if item.get_closest_marker("gpu") is not None:
-            item.add_marker(skip)
+    for item in marked:
+        item.add_marker(skip)
+
+
+def model_of(item: pytest.Item) -> str | None:
+    """The matrix model a parametrized suite test is about (None for tests of no model)."""
+    for value in getattr(getattr(item, "callspec", None), "params", {}).values():
+        check = value[0] if isinstance(value, tuple) and value else value
+        if isinstance(getattr(check, "model", None), str):
+            return check.model
+    return None
+
+
+def shard_of(model: str | None, shards: int) -> int:
+    """1-based shard of a model: a stable hash, the same on every machine and run."""
+    return 1 if model is None else zlib.crc32(model.encode()) % shards + 1
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    ours = [item for item in items if is_mmtests_item(item)]
+    skip_gpu_items_without_cuda(ours)
+    if config.pluginmanager.hasplugin("xdist"):
+        # With --dist loadgroup, a model's tests stay on one worker: each model is loaded by one worker only.
+        for item in ours:
+            model = model_of(item)
+            if model:
+                item.add_marker(pytest.mark.xdist_group(model))
+    shard = config.getoption("--mm-shard")
+    if shard:
+        try:
+            index, count = (int(x) for x in shard.split("/"))
+            assert 1 <= index <= count
+        except (ValueError, AssertionError):
+            raise pytest.UsageError(f"--mm-shard {shard!r}: expected I/N with 1 <= I <= N, e.g. 2/4") from None
+        keep = [item for item in items if shard_of(model_of(item), count) == index]
+        config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+        items[:] = keep
 
 
 class MMSession:
@@ -121,25 +177,26 @@ class MMSession:
         import torch
 
         from .baselines import BaselineWriter
-        from .records import RecordWriter, environment
+        from .records import environment, session_writer
         from .workbench import Workbench, default_device
 
         self.config = config
         self.matrix = config.stash[MATRIX_KEY]
+        workers = int(getattr(config, "workerinput", {}).get("workercount", 1))
+        if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
+            # xdist workers share the cores: one pool of threads each would oversubscribe them (measured 5x slower).
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
         choice = config.getoption("--mm-device")
         device = default_device() if choice == "auto" else torch.device(choice)
-        self.workbench = Workbench(self.matrix, device, config.getoption("--mm-batch-size"))
-        path = Path(config.getoption("--mm-records"))
-        if not path.is_absolute():
-            path = Path(config.rootpath) / path
-        path.unlink(missing_ok=True)
+        self.workbench = Workbench(self.matrix, device, config.getoption("--mm-batch-size"),
+                                   online=config.getoption("--mm-online"),
+                                   strict_images=True if config.getoption("--mm-strict-images") else None)
         self.environment = environment(str(device), str(self.matrix.path))
-        self.records = RecordWriter(path, self.environment)
-        self.artifacts = path.parent / f"{path.stem}-artifacts"
+        self.records = session_writer(config, self.environment)
+        self.artifacts = self.records.folder / "artifacts"  # per run: a crashed run keeps the last report's pictures
         self.saving = config.getoption("--mm-save-baseline")
         self.require_all = config.getoption("--mm-require-all")
         self.baseline_writer = BaselineWriter()
-        self.table: list[list] = []  # the figures table printed at the end of the session
         self._baselines: dict[str, object] = {}
         self._logged: set[tuple[str, str]] = set()
 
@@ -156,17 +213,21 @@ class MMSession:
         try:
             return measure(*args)
         except (ModelUnavailable, DatasetUnavailable) as err:
-            if self.require_all:
-                self.records.figure(suite=suite, test_id=test_id, metric="available", value=None, outcome="fail",
-                                    reason=str(err))
-                pytest.fail(f"{err}\n(--mm-require-all: everything in the matrix must be available)", pytrace=False)
-            self.records.figure(suite=suite, test_id=test_id, metric="available", value=None, outcome="skip",
-                                reason=str(err))
-            pytest.skip(str(err))
+            absent = str(err)
         except EntryError as err:
-            self.records.figure(suite=suite, test_id=test_id, metric="usable", value=None, outcome="fail",
-                                reason=str(err))
-            pytest.fail(str(err), pytrace=False)
+            broken = str(err)
+        else:  # unreachable: measure returned
+            raise AssertionError
+        # Outside the except blocks, so the message is shown once, without the chained traceback.
+        if "broken" in locals():
+            self.records.figure(suite=suite, test_id=test_id, metric="usable", value=None, outcome="fail", reason=broken)
+            pytest.fail(broken, pytrace=False)
+        if self.require_all:
+            self.records.figure(suite=suite, test_id=test_id, metric="available", value=None, outcome="fail",
+                                reason=absent)
+            pytest.fail(f"{absent}\n(--mm-require-all: everything in the matrix must be available)", pytrace=False)
+        self.records.figure(suite=suite, test_id=test_id, metric="available", value=None, outcome="skip", reason=absent)
+        pytest.skip(absent)
 
     # ------------------------------------------------------------------ baselines
 
@@ -224,8 +285,9 @@ class MMSession:
             if self.saving and check.kind == "baseline":
                 check.ok, check.kind = None, "measured"
             self.records.check(suite=suite, test_id=test_id, check=check, **where)
+            # Carried by the test report (so JUnit XML and an xdist controller see them): value, and verdict.
             node.user_properties.append((f"mm:{check.metric}", check.value))
-            self.table.append([test_id, check.metric, check.value, check.bound_text(), check.outcome])
+            node.user_properties.append((f"mm:{check.metric}:verdict", f"{check.outcome} {check.bound_text()}".strip()))
             if check.outcome == FAIL:
                 failed.append(check)
         if failed:
@@ -238,9 +300,8 @@ class MMSession:
 def mm(request: pytest.FixtureRequest):
     """The session's `MMSession`: matrix, workbench (cached measurements), records and the judge."""
     session = MMSession(request.config)
-    request.config.stash[SESSION_KEY] = session
     yield session
-    session.records.close()
+    session.records.close()  # the end line, then FILE rewritten as this run's merged records
     if session.saving:
         for path in session.write_baselines():
             print(f"\nmmtests: baseline written to {path}")
@@ -253,18 +314,48 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
     return None
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """The checks this session will run, recorded first: the report names those a crash left without a figure."""
+    write_plan(session.config, [item.nodeid for item in session.items if "mm" in getattr(item, "fixturenames", ())])
+
+
+@pytest.hookimpl(trylast=True)  # after the session fixtures' teardown, where `mm` writes its end line
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    finish_run(session.config, exitstatus)
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist, on the controller: every worker writes under one run id
+def pytest_configure_node(node) -> None:
+    hand_over_run_id(node)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Collect the figures table from the test reports (in a serial run and on an xdist controller alike)."""
+    if report.when != "call" and not report.failed:
+        return
+    props = dict(report.user_properties)
+    test_id = report.nodeid.split("[", 1)[-1].rstrip("]") if "[" in report.nodeid else report.nodeid
+    for name, value in report.user_properties:
+        if name.startswith("mm:") and not name.endswith(":verdict"):
+            outcome, _, bound = str(props.get(f"{name}:verdict", "")).partition(" ")
+            FIGURES.append([test_id, name[3:], value, bound, outcome])
+
+
+FIGURES: list[list] = []  # rows of the figures table: check, metric, value, bound, verdict
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     """The session's figures in one table, as pytest-benchmark prints its own: check, value, bound, verdict."""
-    session = config.stash.get(SESSION_KEY, None)
-    if session is None or not session.table:
+    if not FIGURES:
         return
     from tabulate import tabulate
 
     verbose = config.get_verbosity() > 0
-    rows = [[t, m, "n/a" if v is None else f"{v:.4g}", b, o] for t, m, v, b, o in session.table
-            if verbose or o != "pass"]
-    passed = sum(row[4] == "pass" for row in session.table)
-    terminalreporter.write_sep("-", f"mmtests figures: {len(session.table)}, {passed} passed their bound")
+    table = list(FIGURES)
+    FIGURES.clear()  # pytester runs sessions in-process one after another
+    rows = [[t, m, "n/a" if v is None else f"{v:.4g}", b, o] for t, m, v, b, o in table if verbose or o != "pass"]
+    passed = sum(row[4] == "pass" for row in table)
+    terminalreporter.write_sep("-", f"mmtests figures: {len(table)}, {passed} passed their bound")
     if rows:
         terminalreporter.write_line(tabulate(rows, headers=["check", "metric", "value", "bound", "verdict"]))
     if not verbose and passed:

@@ -1,13 +1,25 @@
-"""Records: one JSON line per measured figure, appended (and flushed) the moment it is measured."""
+"""Records: one JSON line per measured figure, appended (and flushed) the moment it is measured.
+
+Each session, and each xdist worker of it, writes its own file, `<FILE stem>.d/<run id>/<writer>.jsonl`
+(layout: `mmtests.report.records_io`): a session that crashes loses nothing of the runs before it. The
+first line describes the environment, a `plan` line lists the checks collected, an `end` line closes the
+file; at the end of the session `FILE` (`--mm-records`) is rewritten, atomically, as the merged run.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import platform
+import shutil
 import subprocess
 import time
 from importlib import metadata
 from pathlib import Path
+
+import pytest
+
+from .report.records_io import atomic_write, merged, read_folder, run_folders, runs_dir, sample_files, writer_files
 
 PACKAGES = ("torch", "torchvision", "transformers", "open_clip_torch", "datasets", "mmtests")
 
@@ -43,33 +55,154 @@ def environment(device: str, config: str) -> dict:
     }
 
 
-class RecordWriter:
-    """Appends records to a JSON-lines file; the first line of a run describes its environment."""
+RUN_INPUT = "mmtests_run_id"  # key of the controller's run id in an xdist worker's `workerinput`
+RUN_KEY = pytest.StashKey[str]()
+WRITER_KEY = pytest.StashKey["RecordWriter"]()
+KEEP_RUNS = 10  # run folders kept beside FILE (older ones go once a newer run has figures)
+INTERRUPTED = 2  # pytest.ExitCode.INTERRUPTED: Ctrl-C, the planned checks did not all run
 
-    def __init__(self, path: str | Path, env: dict):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        self._file = self.path.open("a")
-        self.samples_path = self.path.with_name(f"{self.path.stem}-samples.jsonl")
-        self.samples_path.unlink(missing_ok=True)
-        self._samples = None
-        self._write({"kind": "run", "run_id": self.run_id, "started": time.time(), "environment": env})
+
+def new_run_id() -> str:
+    """A UTC timestamp to the microsecond: run ids sort in time order, and two sessions do not share one."""
+    now = time.time()
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
+
+
+def _worker(config: pytest.Config) -> str | None:
+    return getattr(config, "workerinput", {}).get("workerid")  # "gw3" under pytest-xdist
+
+
+def start_run(config: pytest.Config) -> str:
+    """This session's run id, made on first use; an xdist worker takes its controller's (see `hand_over_run_id`)."""
+    if RUN_KEY not in config.stash:
+        config.stash[RUN_KEY] = getattr(config, "workerinput", {}).get(RUN_INPUT) or new_run_id()
+    return config.stash[RUN_KEY]
+
+
+def hand_over_run_id(node) -> None:
+    """From xdist's pytest_configure_node, on the controller: the worker writes under the controller's run id
+    (through `workerinput`, so the process environment is left as it was)."""
+    node.workerinput[RUN_INPUT] = start_run(node.config)
+
+
+def records_path(config: pytest.Config) -> Path:
+    """`--mm-records` (relative to the rootdir): the merged file users read."""
+    path = Path(config.getoption("--mm-records"))
+    return path if path.is_absolute() else Path(config.rootpath) / path
+
+
+def session_writer(config: pytest.Config, env: dict | None = None) -> RecordWriter:
+    """This process's writer, made on first use (by the plan or by the session); `env` starts its records."""
+    if WRITER_KEY not in config.stash:
+        config.stash[WRITER_KEY] = RecordWriter(records_path(config), run_id=start_run(config),
+                                                writer=_worker(config) or "main")
+    writer = config.stash[WRITER_KEY]
+    if env is not None:
+        writer.start(env)
+    return writer
+
+
+def write_plan(config: pytest.Config, test_ids: list[str]) -> None:
+    """From pytest_collection_finish: the node ids of the checks this session will run. Nothing planned, nothing
+    written (a session of other tests leaves no run folder)."""
+    if test_ids:
+        session_writer(config).plan(test_ids)
+
+
+def finish_run(config: pytest.Config, exitstatus: int | None = None) -> None:
+    """From pytest_sessionfinish (trylast, after the session fixtures' teardown): the end line where the `mm`
+    fixture wrote none, then FILE rewritten; on an xdist controller, once every worker is done."""
+    writer = config.stash.get(WRITER_KEY, None)
+    if writer is not None:
+        writer.end(exitstatus)
+        writer.close()
+    elif not _worker(config) and RUN_KEY in config.stash:
+        if (runs_dir(records_path(config)) / config.stash[RUN_KEY]).is_dir():
+            publish(records_path(config))
+
+
+def publish(records: Path, keep: int = KEEP_RUNS) -> Path | None:
+    """Rewrite FILE and its samples file, atomically, as the merged records of the newest run that has figures;
+    then drop old run folders. A run without figures changes nothing: the previous records stay where they were."""
+    folders = run_folders(records)
+    newest = next((f for f in reversed(folders) if read_folder(f).figures), None)
+    if newest is None:
+        return None
+    atomic_write(records, merged(writer_files(newest)))
+    samples = records.with_name(f"{records.stem}-samples.jsonl")
+    if sample_files(newest):
+        atomic_write(samples, merged(sample_files(newest)))
+    else:
+        samples.unlink(missing_ok=True)  # an older run's samples beside this run's records would mislead
+    _prune([f for f in folders[:-keep] if f.name < newest.name])
+    return records
+
+
+def _prune(folders: list[Path]) -> None:
+    idle = time.time() - 3600  # a folder written to in the last hour may be a session still running
+    for folder in folders:
+        try:
+            if all(p.stat().st_mtime < idle for p in folder.iterdir()):
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:  # removed meanwhile by another session's publish
+            pass
+
+
+def _current_test() -> str | None:
+    """The node id of the test being run (pytest sets PYTEST_CURRENT_TEST to "<node id> (call)")."""
+    current = os.environ.get("PYTEST_CURRENT_TEST")
+    return current.rsplit(" (", 1)[0] if current else None
+
+
+class RecordWriter:
+    """One session's (or one xdist worker's) records, a JSON line each, flushed as written; `close()` ends them."""
+
+    def __init__(self, path: str | Path, env: dict | None = None, *, run_id: str | None = None, writer: str = "main"):
+        self.records = Path(path)  # FILE: rewritten as the merged run on close()
+        self.run_id = run_id or new_run_id()
+        self.writer = writer
+        self.folder = runs_dir(self.records) / self.run_id
+        self.path = self.folder / f"{writer}.jsonl"
+        self.samples_path = self.folder / f"{writer}-samples.jsonl"
+        self._file = self._samples = None
+        self.planned: set[str] = set()
+        self.measured: set[str] = set()  # node ids (or test ids) with a figure
+        self.figures = 0
+        self.started = self.ended = False
+        if env is not None:
+            self.start(env)
 
     def _write(self, record: dict) -> None:
-        self._file.write(json.dumps(record) + "\n")
+        if self._file is None:  # opened on the first record: a session that records nothing leaves no file
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._file = self.path.open("a", encoding="utf-8")
+        self._file.write(json.dumps({"kind": record.pop("kind"), "run_id": self.run_id, **record}) + "\n")
         self._file.flush()
+
+    def start(self, env: dict) -> None:
+        """The run header: the environment, once."""
+        if not self.started:
+            self.started = True
+            self._write({"kind": "run", "writer": self.writer, "started": time.time(), "environment": env})
+
+    def plan(self, test_ids: list[str]) -> None:
+        """The checks this session collected (node ids): the report names those left without a figure."""
+        self.planned.update(test_ids)
+        self._write({"kind": "plan", "writer": self.writer, "test_ids": list(test_ids)})
 
     def figure(self, *, suite: str, test_id: str, metric: str, value: float | None, threshold: float | None = None,
                outcome: str | None = None, **fields) -> str:
         """Record one figure; outcome defaults to pass/fail against `threshold`, or 'measured'."""
-        reserved = {"kind", "run_id"} & fields.keys()
+        reserved = {"kind", "run_id", "node"} & fields.keys()
         if reserved:
             raise ValueError(f"record fields {sorted(reserved)} are reserved; name them differently")
         if outcome is None:
             outcome = "measured" if threshold is None or value is None else ("pass" if value >= threshold else "fail")
-        self._write({"kind": "figure", "run_id": self.run_id, "suite": suite, "test_id": test_id, "metric": metric,
-                     "value": value, "threshold": threshold, "outcome": outcome, **fields})
+        node = _current_test()
+        self._write({"kind": "figure", "suite": suite, "test_id": test_id, "metric": metric, "value": value,
+                     "threshold": threshold, "outcome": outcome, **fields, **({"node": node} if node else {})})
+        self.figures += 1
+        self.measured.add(node or test_id)
         return outcome
 
     def check(self, *, suite: str, test_id: str, check, **where) -> str:
@@ -88,11 +221,27 @@ class RecordWriter:
         """Per-sample outcomes of one check, one JSON line, in a file beside the records (as lmms-eval's
         --log_samples): a red gate can be read sample by sample, and two runs compared item by item."""
         if self._samples is None:
-            self._samples = self.samples_path.open("a")
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._samples = self.samples_path.open("a", encoding="utf-8")
         self._samples.write(json.dumps({"run_id": self.run_id, "model": model, "key": key, "samples": samples}) + "\n")
         self._samples.flush()
 
+    def end(self, exitstatus: int | None = None) -> None:
+        """The end line, with the planned and measured counts; once, and again only to say the run was interrupted."""
+        interrupted = exitstatus == INTERRUPTED
+        if (self.ended and not interrupted) or not (self.started or self.planned):
+            return
+        self.ended = True
+        self._write({"kind": "end", "writer": self.writer, "finished": time.time(), "planned": len(self.planned),
+                     "measured": len(self.measured), "figures": self.figures,
+                     **({} if exitstatus is None else {"exitstatus": int(exitstatus)}),
+                     **({"interrupted": True} if interrupted else {})})
+
     def close(self) -> None:
-        self._file.close()
-        if self._samples is not None:
-            self._samples.close()
+        """End the records, close the files, and rewrite FILE as the newest run's merged records."""
+        self.end()
+        for f in (self._file, self._samples):
+            if f is not None:
+                f.close()
+        self._file = self._samples = None
+        publish(self.records)

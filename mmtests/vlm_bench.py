@@ -7,7 +7,6 @@ passes touch only a sample of the questions. Attention tensors are summarized pe
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,6 +18,7 @@ from .data.shapes_qa import QA, question_set
 from .errors import EntryError
 from .evaluation import attention as A
 from .evaluation.answers import is_correct
+from .offline import hub_access
 
 # Shorter expected answers first: a generate() batch runs until its longest answer ends.
 _KIND_ORDER = {"pope": 0, "size": 1, "colour": 2, "shape": 3, "count": 4, "position": 5, "describe": 9}
@@ -75,9 +75,10 @@ class VLMBench:
 
     def _model(self, name: str) -> VisionLanguageModel:
         spec = self.matrix.models[name]
-        return VisionLanguageModel(spec.model, self.wb.device, dtype=spec.dtype, padding_side=spec.padding_side,
-                                   generation=dict(spec.generation), online=os.environ.get("HF_HUB_OFFLINE") != "1",
-                                   quantize=spec.quantize, entry=name)
+        with hub_access(self.wb.online):
+            return VisionLanguageModel(spec.model, self.wb.device, dtype=spec.dtype, padding_side=spec.padding_side,
+                                       generation=dict(spec.generation), online=self.wb.online,
+                                       quantize=spec.quantize, entry=name)
 
     def images(self, qset: QuestionSet):
         ds = self.wb.dataset(self.matrix.datasets[qset.dataset])

@@ -15,7 +15,8 @@ from tqdm.auto import tqdm
 
 from .adapters import DualEncoder, ModelUnavailable, load_dual_encoder
 from .config import DatasetSpec, GainCheck, Matrix, ZeroShotCheck
-from .data.sources import DatasetUnavailable, class_names, load_images_and_labels
+from .data.sources import DatasetUnavailable, LoadedDataset, labels_and_class_names, load_checked
+from .errors import EntryError
 from .evaluation.zero_shot import (
     PairedGain,
     ZeroShotMetrics,
@@ -25,6 +26,7 @@ from .evaluation.zero_shot import (
     zero_shot_metrics,
     zero_shot_samples,
 )
+from .offline import hub_access
 
 T = TypeVar("T")
 
@@ -38,11 +40,22 @@ class ImageFeatures:
 
 @torch.no_grad()
 def embed_images(encoder: DualEncoder, ds, column: str, batch_size: int = 256, desc: str = "embedding") -> torch.Tensor:
-    """L2-normalised image embeddings (N x D, CPU) of a dataset's image column, in order."""
-    loader = torch.utils.data.DataLoader(
-        range(len(ds)), batch_size=batch_size,
-        collate_fn=lambda idx: encoder.preprocess(ds[idx[0]:idx[-1] + 1][column]),
-    )
+    """L2-normalised image embeddings (N x D, CPU) of a dataset's image column, in order.
+
+    The images were checked when the dataset was loaded (`load_checked`); one that no longer decodes (its file
+    changed during the run) is an EntryError naming its row, not a traceback."""
+
+    def pixels_of(idx):
+        try:
+            images = ds[idx[0]:idx[-1] + 1][column]
+        except Exception as err:  # noqa: BLE001  (whatever PIL raises)
+            row = next((i for i in idx if _fails(ds, i, column)), idx[0])
+            raise EntryError(f"{desc}: the image of row {row} cannot be decoded ({err.__class__.__name__}: "
+                             f"{str(err)[:200]}); it decoded when the dataset was loaded: were its files changed "
+                             "during the run?") from err
+        return encoder.preprocess(images)
+
+    loader = torch.utils.data.DataLoader(range(len(ds)), batch_size=batch_size, collate_fn=pixels_of)
     chunks = []
     with encoder.autocast():
         for pixels in tqdm(loader, desc=desc, leave=False, disable=len(ds) < 5000):
@@ -50,15 +63,24 @@ def embed_images(encoder: DualEncoder, ds, column: str, batch_size: int = 256, d
     return torch.cat(chunks)
 
 
-def _memo(fn: Callable[..., T]) -> Callable[..., T]:
-    """Cache results *and* failures per arguments: a model that cannot be loaded is tried once."""
+def _fails(ds, row: int, column: str) -> bool:
+    try:
+        ds[row][column]
+    except Exception:  # noqa: BLE001
+        return True
+    return False
+
+
+def _memo(fn: Callable[..., T], errors: tuple[type[Exception], ...] = (ModelUnavailable, DatasetUnavailable)
+          ) -> Callable[..., T]:
+    """Cache results *and* failures (`errors`) per arguments: a model that cannot be loaded is tried once."""
     results: dict[tuple, tuple[bool, object]] = {}
 
     def wrapper(*args):
         if args not in results:
             try:
                 results[args] = (True, fn(*args))
-            except (ModelUnavailable, DatasetUnavailable) as err:
+            except errors as err:
                 results[args] = (False, err)
         ok, value = results[args]
         if not ok:
@@ -73,14 +95,21 @@ def default_device() -> torch.device:
 
 
 class Workbench:
-    def __init__(self, matrix: Matrix, device: torch.device | None = None, batch_size: int | None = None):
+    def __init__(self, matrix: Matrix, device: torch.device | None = None, batch_size: int | None = None,
+                 online: bool = False, strict_images: bool | None = None):
         self.matrix = matrix
+        # An image that does not decode: skipped and named (skipped_images), or with strict_images a failure of
+        # its dataset. None: the MMTESTS_STRICT_IMAGES environment variable decides.
+        self.strict_images = strict_images
+        self.online = online  # hubs reachable for mmtests' own loads (--mm-online); offline by default
         self.device = device or default_device()
         # On 2 CPU cores the tiny CLIP runs fastest at batch 64 (742 vs 511 images/s at 256).
         self.batch_size = batch_size or (256 if self.device.type == "cuda" else 64)
         self.vlm_batch_size = batch_size
         self.encoder = _memo(self._encoder)
-        self._dataset = _memo(self._load_dataset)
+        # A dataset is loaded and its images checked once, also when it fails (an EntryError is not retried).
+        self._dataset = _memo(self._load_dataset, (ModelUnavailable, DatasetUnavailable, EntryError))
+        self._labels = _memo(self._load_labels, (ModelUnavailable, DatasetUnavailable, EntryError))
         self._features = _memo(self._embed)
         self._classifier = _memo(self._text_classifier)
         self._logits = _memo(self._classify)
@@ -89,24 +118,40 @@ class Workbench:
         self.vlm = VLMBench(self)
 
     def _encoder(self, model: str) -> DualEncoder:
-        return load_dual_encoder(self.matrix.models[model], self.device)
+        with hub_access(self.online):
+            return load_dual_encoder(self.matrix.models[model], self.device)
 
-    def _load_dataset(self, images_key: tuple, name: str):
-        return load_images_and_labels(self.matrix.datasets[name])
+    def _load_dataset(self, images_key: tuple, name: str) -> LoadedDataset:
+        with hub_access(self.online):
+            return load_checked(self.matrix.datasets[name], self.strict_images)
 
     def dataset(self, spec: DatasetSpec):
-        return self._dataset(spec.images_key, spec.name)
+        """The entry's rows as every check sees them (rows whose image does not decode left out)."""
+        return self._dataset(spec.images_key, spec.name).dataset
 
-    def _embed(self, model: str, images_key: tuple, dataset: str) -> torch.Tensor:
-        ds = self._dataset(images_key, dataset)
+    def skipped_images(self, dataset: str) -> list[str]:
+        """The rows of a dataset left out because their image does not decode, each as "row N (file): reason"
+        (loads the dataset if it is not loaded yet; raises as `dataset` does when it cannot be)."""
+        spec = self.matrix.datasets[dataset]
+        return [str(s) for s in self._dataset(spec.images_key, spec.name).skipped]
+
+    def _load_labels(self, dataset: str) -> tuple[torch.Tensor, tuple[str, ...]]:
+        spec = self.matrix.datasets[dataset]
+        labels, names = labels_and_class_names(spec, self.dataset(spec))
+        return torch.tensor(labels, dtype=torch.long), tuple(names)
+
+    def _embed(self, model: str, images_key: tuple) -> torch.Tensor:
+        # Keyed by the images, not the entry: datasets that share their images (one split, two label
+        # columns) are embedded once per model.
+        dataset = next(d.name for d in self.matrix.datasets.values() if d.images_key == images_key)
+        ds = self._dataset(images_key, dataset).dataset
         column = self.matrix.datasets[dataset].image_column
         return embed_images(self.encoder(model), ds, column, self.batch_size, desc=f"embedding {dataset} with {model}")
 
     def image_features(self, model: str, dataset: str) -> ImageFeatures:
         spec = self.matrix.datasets[dataset]
-        ds = self.dataset(spec)
-        features = self._features(model, spec.images_key, spec.name)
-        return ImageFeatures(features, torch.tensor(ds[spec.label_column]), tuple(class_names(spec, ds)))
+        labels, names = self._labels(dataset)  # checked before anything is embedded
+        return ImageFeatures(self._features(model, spec.images_key), labels, names)
 
     def precision(self, model: str) -> str:
         """The numeric precision a model runs in here, which sets its baseline gates' tolerances."""

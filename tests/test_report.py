@@ -5,6 +5,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from mmtests.report.__main__ import build, main
 
 RUN = {"kind": "run", "run_id": "20260101T000000Z", "environment": {"device": "cpu", "versions": {"torch": "x"}}}
@@ -34,7 +36,8 @@ def write_records(tmp_path, lines):
 
 def test_report_has_tables_plot_failures_and_skip_reasons(tmp_path):
     records = write_records(tmp_path, [json.dumps(r) for r in [RUN, *FIGURES]])
-    report, failed, _ = build(records, tmp_path / "out")
+    built = build(records, tmp_path / "out")
+    report, failed = built.report, built.failed
     text = report.read_text()
     assert failed
     assert re.search(r"\|\s*m\s*\|\s*d\s*\|\s*0\.500\s*\|\s*0\.900 ✅ \(≥ 0\.80\)\s*\|", text)
@@ -72,3 +75,59 @@ def test_report_does_not_import_torch(tmp_path):
         "assert 'torch' not in sys.modules, 'report imported torch'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+BAD_LINES = {  # a bad second line, and what the report says about it
+    "older format": (json.dumps({k: v for k, v in FIGURES[0].items() if k != "suite"}),
+                     "a figure without 'suite' (an older record format?)"),
+    "string value": (json.dumps(FIGURES[0] | {"value": "0.5"}), "value '0.5' is a str, not a number"),
+    "table field missing": (json.dumps({k: v for k, v in FIGURES[0].items() if k != "model"}),
+                            "a zero_shot top1 figure without 'model' (an older record format?)"),
+    "array": ("[1, 2]", "a JSON list, not an object"),
+    "string": ('"figure"', "a JSON str, not an object"),
+    "not UTF-8": ("\udcff\udcfe{}", "not UTF-8 text"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_LINES)
+def test_a_bad_record_is_named_with_its_line_and_the_rest_is_reported(tmp_path, case):
+    line, problem = BAD_LINES[case]
+    records = tmp_path / "records.jsonl"
+    records.write_bytes("\n".join([json.dumps(RUN), line, *map(json.dumps, FIGURES[1:])]).encode(errors="surrogateescape"))
+    text = build(records, tmp_path / "out").report.read_text()
+    assert f"## Problems reading the records\n\n- {records}:2: {problem}; line skipped" in text
+    assert "0.900 ✅ (≥ 0.80)" in text and "`m/d/big-vs-bare`: gain 0.4 (min 0.5)" in text
+    assert main(["--records", str(records), "--out", str(tmp_path / "o")]) == 0
+
+
+def test_a_field_of_an_odd_type_costs_its_section_only(tmp_path):
+    odd = FIGURES[0] | {"prompt_set": None}  # sorted() with the other prompt sets fails
+    records = write_records(tmp_path, [json.dumps(r) for r in [RUN, odd, *FIGURES[1:]]])
+    text = build(records, tmp_path / "out").report.read_text()
+    assert "- the zero-shot section could not be written (TypeError:" in text
+    assert "`m/d/big-vs-bare`: gain 0.4 (min 0.5)" in text and "weights 'x' are not cached" in text
+
+
+def test_unreadable_benchmarks_and_a_folder_named_json_in_the_history_are_problems(tmp_path):
+    records = write_records(tmp_path, [json.dumps(r) for r in [RUN, *FIGURES]])
+    bench = tmp_path / "bench.json"
+    bench.write_bytes(b"\xff\xfe")
+    odd = tmp_path / "out" / "history" / "20250101T000000Z.json"
+    odd.mkdir(parents=True)
+    text = build(records, tmp_path / "out", bench).report.read_text()
+    assert f"- {bench}: not readable JSON (UnicodeDecodeError" in text
+    assert f"- {odd}: in the history but not a file; skipped" in text
+    assert "no earlier run in" in text
+
+
+def test_an_error_leaves_no_partial_output_folder(tmp_path, monkeypatch):
+    import mmtests.report.__main__ as report
+
+    def broken(*args):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(report, "_render", broken)
+    records = write_records(tmp_path, [json.dumps(r) for r in [RUN, *FIGURES]])
+    with pytest.raises(RuntimeError):
+        build(records, tmp_path / "out")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == []  # no run folder, no history, no latest.md

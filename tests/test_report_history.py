@@ -169,3 +169,81 @@ def test_direction_of_change_depends_on_the_metric():
                         "m/q/c causal_leak": "regression",  # lower is better
                         "m/q/c image_share": "same",  # describes the model, never flagged
                         "m/q/colour accuracy": "regression"}
+
+
+def one_figure(tmp_path, run_id: str, top1: float = 0.9):
+    """A finished run (format with end lines) with a single prompt set: no plot, so no matplotlib in workers."""
+    path = tmp_path / f"one-{run_id}.jsonl"
+    lines = [{"kind": "run", "run_id": run_id, "writer": "main", "environment": {"device": "cpu"}},
+             {"kind": "figure", "run_id": run_id, "suite": "zero_shot", "test_id": "m/d/big", "metric": "top1",
+              "value": top1, "threshold": None, "outcome": "measured", "model": "m", "dataset": "d", "prompt_set": "big"},
+             {"kind": "end", "run_id": run_id, "writer": "main"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    return path
+
+
+def _report(records, out, barrier, results):
+    barrier.wait()  # all eight start together
+    try:
+        built = build(records, out)
+        results.put((built.report.read_text(), built.latest))
+    except BaseException as err:
+        results.put((f"{err.__class__.__name__}: {err}", None))
+        raise
+
+
+def concurrently(paths, out):
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    barrier, results = ctx.Barrier(len(paths)), ctx.Queue()
+    workers = [ctx.Process(target=_report, args=(p, out, barrier, results)) for p in paths]
+    for w in workers:
+        w.start()
+    texts = [results.get(timeout=60) for _ in workers]
+    for w in workers:
+        w.join()
+        assert w.exitcode == 0
+    return texts
+
+
+def test_concurrent_reports_compare_with_whole_runs_and_latest_names_the_newest(tmp_path):
+    out = tmp_path / "out"
+    build(one_figure(tmp_path, "20260101T000000Z"), out)
+    ids = [f"202601{day:02d}T000000Z" for day in range(2, 10)]
+    texts = concurrently([one_figure(tmp_path, i) for i in reversed(ids)], out)
+    for text, _ in texts:
+        assert "could not be read" not in text and "Problems reading" not in text
+        assert re.search(r"Compared with run 202601\d\dT000000Z: 0 regressions", text)
+    assert (out / "latest.md").read_text().startswith(f"# mmtests report: {ids[-1]}\n")
+    assert sorted(p.name for p in (out / "history").iterdir()) == [f"{i}.json" for i in ["20260101T000000Z", *ids]]
+    assert not [p for p in out.iterdir() if p.name.endswith((".tmp", ".old"))]
+
+
+def test_concurrent_reports_of_one_run_all_succeed(tmp_path):
+    out, run_id = tmp_path / "out", "20260102T000000Z"
+    build(one_figure(tmp_path, "20260101T000000Z"), out)
+    texts = concurrently([one_figure(tmp_path, run_id)] * 8, out)
+    assert all(text.startswith(f"# mmtests report: {run_id}\n") for text, _ in texts)
+    assert (out / run_id / "report.md").is_file() and (out / "history" / f"{run_id}.json").is_file()
+    assert not [p for p in out.iterdir() if p.name.startswith(".") and p.name != ".latest.lock"]
+
+
+def test_a_half_written_history_file_is_never_read(tmp_path):
+    from mmtests.report.records_io import temp_name
+
+    out = tmp_path / "out"
+    build(one_figure(tmp_path, "20260101T000000Z"), out)
+    temp_name(out / "history" / "20260102T000000Z.json").write_text('{"run_id": "2026')  # another report, mid-write
+    text = build(one_figure(tmp_path, "20260103T000000Z"), out).report.read_text()
+    assert "Compared with run 20260101T000000Z" in text and "could not be read" not in text
+
+
+def test_latest_is_not_replaced_by_an_older_run(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert build(one_figure(tmp_path, "20260102T000000Z"), out).latest
+    older = build(one_figure(tmp_path, "20260101T000000Z"), out)
+    assert not older.latest and older.report.is_file()
+    assert (out / "latest.md").read_text().startswith("# mmtests report: 20260102T000000Z\n")
+    main(["--records", str(one_figure(tmp_path, "20260101T000000Z")), "--out", str(out)])
+    assert "latest.md shows a newer run and was left as it was" in capsys.readouterr().out

@@ -1,12 +1,15 @@
 """Dataset sources: local imagefolder and parquet load; a hub dataset not here is unavailable, and an entry that
 points at something that does not exist or does not fit (path, split, column) is an EntryError naming it."""
 
+import os
+
 import pytest
 from datasets import Value
 from PIL import Image
 
 from mmtests.config import DatasetSpec
 from mmtests.data.sources import DatasetUnavailable, EntryError, class_names, load_images_and_labels
+from mmtests.offline import hub_access
 
 
 def make_imagefolder(root):
@@ -45,12 +48,11 @@ def test_a_missing_local_path_is_an_entry_error(tmp_path, monkeypatch, source, p
         load_images_and_labels(DatasetSpec("x", source, path, "test", "label"))
 
 
-def test_a_hub_dataset_not_in_the_cache_is_unavailable_offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+def test_a_hub_dataset_not_in_the_cache_is_unavailable_offline():
     spec = DatasetSpec("x", "hf", "mmtests-nobody/no-such-dataset", "test", "label")
-    with pytest.raises(DatasetUnavailable, match="is not available here"):
+    with pytest.raises(DatasetUnavailable, match="is not available here"), hub_access(online=False):
         load_images_and_labels(spec)
+    assert "HF_DATASETS_OFFLINE" not in os.environ  # offline only while mmtests loads
 
 
 @pytest.mark.parametrize("source", ["imagefolder", "hf"])

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..errors import EntryError
 from .hf_checkpoint import Checkpoint
 
 
@@ -58,6 +59,10 @@ class VisionLanguageModel:
         self.processor = checkpoint.load(", ".join(filter(None, (checkpoint.tokenizer_files(), "processor_config.json"))),
                                          lambda: AutoProcessor.from_pretrained(model_id, local_files_only=not online))
         checkpoint.check_vocabulary(self.processor.tokenizer)
+        if not getattr(self.processor, "chat_template", None):
+            raise EntryError(f"{f'[models.{entry}]' if entry else model_id}: '{model_id}' has no chat template "
+                             "(chat_template.jinja or chat_template in its processor/tokenizer config), so prompts "
+                             "cannot be built as the model was trained; save the processor with its chat template")
         self.model = checkpoint.load_model(AutoModelForImageTextToText, dtype=_dtype(device, dtype),
                                            local_files_only=not online, attn_implementation="sdpa")
         self.model.to(device).eval()

@@ -2,105 +2,191 @@
 
     python -m mmtests.report --records reports/records.jsonl --benchmarks reports/benchmarks.json --out reports
 
-Writes `<out>/<run id>/report.md` with its plots and a copy of the records, and `<out>/latest.md`;
-adds the run to the history (`<out>/history/<run id>.json`) and shows what changed since the run before.
+Writes `<out>/<run id>/report.md` with its plots and a copy of the records, and `<out>/latest.md` (unless
+it shows a newer run); adds a finished run to the history (`<out>/history/<run id>.json`) and shows what
+changed since the run before. Reads the newest run of FILE's folder `<FILE stem>.d/`, every writer merged.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import re
+import secrets
 import shutil
 import sys
 from pathlib import Path
 from typing import NamedTuple
 
 from . import llava, markdown
-from .history import DEFAULT_THRESHOLDS, Thresholds, record_and_compare
+from .history import DEFAULT_THRESHOLDS, Thresholds, append, compare_with_previous, snapshot
 from .plots import accuracy_by_prompt_set, throughput_by_batch_size
-from .records_io import benchmark_sweeps, read_run
+from .records_io import Run, atomic_write, benchmark_sweeps, merged, read_run, runs_dir
 
 
 class Built(NamedTuple):
     report: Path
     failed: bool  # an asserted figure failed
     regressions: int  # figures that got worse than the previous run beyond the thresholds
+    incomplete: bool  # the run shown, or a later one, did not finish (killed, crashed, interrupted)
+    latest: bool  # latest.md now shows this run (False: it shows a newer one, left as it was)
 
 
-def _read_benchmarks(path: Path | None) -> tuple[dict | None, str | None]:
+def _read_json(path: Path | None, problems: list[str], consequence: str) -> dict | None:
     if path is None or not path.is_file():
-        return None, None
+        return None
     try:
-        return json.loads(path.read_text()), None
-    except json.JSONDecodeError as err:
-        return None, f"{path}: not valid JSON ({err.msg}); benchmark section left empty"
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (ValueError, OSError) as err:  # JSON and UTF-8 errors are ValueErrors
+        problems.append(f"{path}: not readable JSON ({err.__class__.__name__}: {err}); {consequence}")
+        return None
+    if not isinstance(data, dict):
+        problems.append(f"{path}: a JSON {type(data).__name__}, not an object; {consequence}")
+        return None
+    return data
+
+
+def _safe(run: Run, name: str, render, *args, default=""):
+    """A section, or a problem saying why it is missing: one odd record never costs the rest of the report."""
+    try:
+        return render(*args)
+    except Exception as err:  # noqa: BLE001 - any record may lack any field; the report must still be written
+        run.problems.append(f"the {name} could not be written ({err.__class__.__name__}: {err}): a record lacks "
+                            "a field it needs, or has one of another type (an older record format?)")
+        return default
 
 
 def build(records: Path, out: Path, benchmarks: Path | None = None, history: Path | None = None,
           thresholds: Thresholds = DEFAULT_THRESHOLDS, faults: Path | None = None) -> Built:
-    """Write the report and add the run to the history (default `<out>/history`)."""
+    """Write the report and add the run to the history (default `<out>/history`) if it finished.
+
+    The run's folder is made aside and renamed into place: an error leaves no partial folder behind."""
     run = read_run(records)
-    bench, problem = _read_benchmarks(benchmarks)
-    if problem:
-        run.problems.append(problem)
-    detection, problem = _read_benchmarks(faults)
-    if problem:
-        run.problems.append(problem)
-    run_dir = out / run.run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(records, run_dir / "records.jsonl")
-    samples = records.with_name(f"{records.stem}-samples.jsonl")
-    if samples.is_file():
-        shutil.copyfile(samples, run_dir / samples.name)
-    comparison = record_and_compare(history or out / "history", run, bench, thresholds)
-    plot = accuracy_by_prompt_set(run.select("zero_shot", "top1"), run_dir / "zero_shot_by_prompt_set.png")
-    sweeps = benchmark_sweeps(bench)
-    throughput_plot = throughput_by_batch_size([r for r in sweeps if not r["modality"].startswith("llava")],
-                                               run_dir / "throughput_by_batch_size.png")
-    generation_plot = throughput_by_batch_size(
-        [r for r in sweeps if r["modality"].startswith("llava")], run_dir / "llava_generation_by_batch_size.png",
-        "LLaVA generation", "prompts/s (prefill, dashed), decoded tokens/s (solid)")
+    bench = _read_json(benchmarks, run.problems, "benchmark section left empty")
+    detection = _read_json(faults, run.problems, "detection-power section left out")
+    history = history or out / "history"
+    snap = _safe(run, "history snapshot of the benchmarks", snapshot, run, bench, default=None) or snapshot(run, None)
+    comparison = compare_with_previous(history, run, snap, thresholds)
+    if run.complete is False:
+        comparison.notes.append("this run did not finish: it is not added to the history")
+    elif (history / f"{run.run_id}.json").exists():
+        comparison.notes.append(f"{history / (run.run_id + '.json')} already existed and was left as it was")
+    out.mkdir(parents=True, exist_ok=True)
+    staging = out / f".{run.run_id}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
+    staging.mkdir()
+    try:
+        samples = f"{records.stem}-samples.jsonl" if run.samples else None
+        (staging / "records.jsonl").write_bytes(merged(run.sources))
+        if samples:
+            (staging / samples).write_bytes(merged(run.samples))
+        text = _render(run, staging, bench, detection, comparison, thresholds, samples)
+        (staging / "report.md").write_text(text)
+        if run.complete is not False:
+            append(history, snap)
+        _put_in_place(staging, out / run.run_id)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    # latest.md sits one level up, so its links point into the run's folder.
+    text = re.sub(r"\]\(([^)/]+\.png)\)", lambda m: f"]({run.run_id}/{m.group(1)})", text)
+    latest = _update_latest(out, run.run_id, text)
+    incomplete = run.complete is False or any(r.complete is False for r in run.newer)
+    return Built(out / run.run_id / "report.md", any(f["outcome"] == "fail" for f in run.figures),
+                 len(comparison.regressions), incomplete, latest)
+
+
+def _render(run: Run, run_dir: Path, bench, detection, comparison, thresholds: Thresholds, samples: str | None) -> str:
+    def safe(name, render, *args):
+        return _safe(run, f"{name} section", render, *args)
+
+    plot = safe("zero-shot plot", accuracy_by_prompt_set, run.select("zero_shot", "top1"),
+                run_dir / "zero_shot_by_prompt_set.png")
+    sweeps = safe("benchmark", benchmark_sweeps, bench) or []
+    throughput_plot = safe("throughput plot", throughput_by_batch_size,
+                           [r for r in sweeps if not r["modality"].startswith("llava")],
+                           run_dir / "throughput_by_batch_size.png")
+    generation_plot = safe(
+        "generation plot", throughput_by_batch_size, [r for r in sweeps if r["modality"].startswith("llava")],
+        run_dir / "llava_generation_by_batch_size.png", "LLaVA generation",
+        "prompts/s (prefill, dashed), decoded tokens/s (solid)")
     sections = [
         f"# mmtests report: {run.run_id}",
-        "## Environment", markdown.environment(run),
-        "## Summary", markdown.summary(run),
-        "## Gates against the known-good baselines",
-        markdown.baseline_gates(run, samples.name if samples.is_file() else None),
-        "## Changes since the previous run", markdown.deltas(comparison, thresholds),
+        markdown.run_status(run),
+        "## Environment", safe("environment", markdown.environment, run),
+        "## Summary", safe("summary", markdown.summary, run),
+        "## Gates against the known-good baselines", safe("baseline gates", markdown.baseline_gates, run, samples),
+        "## Changes since the previous run", safe("changes", markdown.deltas, comparison, thresholds),
         "## CLIP zero-shot top-1",
         "Rows: model and dataset; columns: prompt sets. ✅/❌ mark figures checked against a threshold.",
-        markdown.zero_shot(run),
-        markdown.datasets(run),
+        safe("zero-shot", markdown.zero_shot, run),
+        safe("datasets", markdown.datasets, run),
     ]
     if plot:
         sections.append(f"![zero-shot accuracy by prompt set]({plot.name})")
     sections += [
         "## Prompt-engineering gains",
         "Paired top-1 difference on the same images, with its standard error.",
-        markdown.prompt_gains(run),
-        "## Zero-shot details", markdown.secondary_metrics(run),
-        *llava.section(run, run_dir),
-        "## Benchmarks", markdown.benchmarks(bench),
+        safe("prompt-gain", markdown.prompt_gains, run),
+        "## Zero-shot details", safe("zero-shot details", markdown.secondary_metrics, run),
+        *(safe("LLaVA", llava.section, run, run_dir) or []),
+        "## Benchmarks", safe("benchmark", markdown.benchmarks, bench),
     ]
     if throughput_plot:
         sections.append(f"![embedding throughput vs batch size]({throughput_plot.name})")
     if generation_plot:
         sections.append(f"![LLaVA generation vs batch size]({generation_plot.name})")
     if detection:
-        sections += ["## Detection power", markdown.detection_power(detection)]
-    sections += [
-        "## Skipped", markdown.skipped(run),
-    ]
+        sections += ["## Detection power", safe("detection-power", markdown.detection_power, detection)]
+    sections += ["## Skipped", safe("skipped", markdown.skipped, run)]
     if run.problems:
         sections += ["## Problems reading the records", "\n".join(f"- {p}" for p in run.problems)]
-    text = "\n\n".join(s for s in sections if s) + "\n"
-    report = run_dir / "report.md"
-    report.write_text(text)
-    # latest.md sits one level up, so its links point into the run's folder.
-    text = re.sub(r"\]\(([^)/]+\.png)\)", lambda m: f"]({run.run_id}/{m.group(1)})", text)
-    (out / "latest.md").write_text(text)
-    return Built(report, any(f["outcome"] == "fail" for f in run.figures), len(comparison.regressions))
+    return "\n\n".join(s for s in sections if s) + "\n"
+
+
+def _put_in_place(new: Path, target: Path) -> None:
+    """Rename a finished folder into place; over an earlier report of the same run, file by file (each rename
+    atomic): a reader never finds a half-written file, nor the folder missing."""
+    try:
+        os.rename(new, target)
+        return
+    except OSError:
+        if not target.is_dir():
+            raise
+    target.mkdir(exist_ok=True)
+    for path in new.iterdir():
+        os.replace(path, target / path.name)
+
+
+def _run_order(run_id: str) -> tuple[bool, str]:
+    return run_id[:1].isdigit(), run_id  # timestamps sort in time order, after anything else
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """An exclusive lock on `path` where the platform has one (POSIX); a plain section elsewhere."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock; a concurrent report may then win the race for latest.md
+        yield
+        return
+    with path.open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+def _update_latest(out: Path, run_id: str, text: str) -> bool:
+    """latest.md shows the newest run reported into `out`: an older run's report never replaces a newer one's."""
+    latest = out / "latest.md"
+    with _locked(out / ".latest.lock"):
+        try:
+            shown = latest.read_text(errors="replace").partition("\n")[0].removeprefix("# mmtests report: ")
+        except FileNotFoundError:
+            shown = ""
+        if shown and _run_order(shown) > _run_order(run_id):
+            return False
+        atomic_write(latest, text)
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("reports"))
     ap.add_argument("--benchmarks", type=Path, default=None, help="pytest-benchmark JSON to tabulate")
     ap.add_argument("--faults", type=Path, default=None, help="results of `python -m mmtests.faults` (JSON) to show")
-    ap.add_argument("--fail-on-failure", action="store_true", help="exit 1 when any asserted figure failed")
+    ap.add_argument("--fail-on-failure", action="store_true",
+                    help="exit 1 when any asserted figure failed, or the run did not finish")
     ap.add_argument("--history", type=Path, default=None,
                     help="folder of one JSON per run; this run is added and compared with the previous (default: <out>/history)")
     ap.add_argument("--max-throughput-drop", type=float, default=DEFAULT_THRESHOLDS.max_throughput_drop, metavar="FRACTION",
@@ -118,14 +205,17 @@ def main(argv: list[str] | None = None) -> int:
                     help="flag a figure that fell by more than this since the previous run (default 0.01: one point)")
     ap.add_argument("--compare-fail", action="store_true", help="exit 3 when any figure regressed beyond the thresholds")
     args = ap.parse_args(argv)
-    if not args.records.is_file():
+    if not args.records.is_file() and not runs_dir(args.records).is_dir():
         print(f"mmtests.report: records file {args.records} does not exist; run pytest first "
               f"(it writes records to --mm-records, default reports/records.jsonl)", file=sys.stderr)
         return 2
     built = build(args.records, args.out, args.benchmarks, args.history,
                   Thresholds(args.max_throughput_drop, args.max_accuracy_drop), args.faults)
-    print(f"report written to {built.report} and {args.out / 'latest.md'}")
-    if built.failed and args.fail_on_failure:
+    latest = "" if built.latest else " (latest.md shows a newer run and was left as it was)"
+    print(f"report written to {built.report}" + (f" and {args.out / 'latest.md'}" if built.latest else latest))
+    if built.incomplete:
+        print("mmtests.report: the run did not finish (killed, crashed or interrupted; see the report)", file=sys.stderr)
+    if (built.failed or built.incomplete) and args.fail_on_failure:
         return 1
     if built.regressions and args.compare_fail:
         print(f"mmtests.report: {built.regressions} figures regressed since the previous run (see the report)", file=sys.stderr)

@@ -3,18 +3,20 @@
 `<history>/<run id>.json` holds a run's figures: every numeric figure of the records (suite,
 test_id, metric, value; read as higher-is-better, such as accuracy, recall or gains, unless
 `METRIC_DIRECTION` says otherwise) and every benchmark
-(name, median seconds, items/s). Files are only ever added: a run already in the history is left
-as it was. The previous run is the newest file whose run id sorts before this one (run ids are
-UTC timestamps); when it is missing or unreadable the report says so and shows no deltas.
+(name, median seconds, items/s). Files are only ever added, whole (written aside, then linked into
+place), and only for runs that finished: a run already in the history is left as it was. The previous
+run is the newest readable file whose run id sorts before this one (run ids are UTC timestamps); when
+there is none the report says so and shows no deltas.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .records_io import Run
+from .records_io import Run, temp_name
 
 
 @dataclass(frozen=True)
@@ -67,13 +69,15 @@ def snapshot(run: Run, bench: dict | None) -> dict:
     """What the history keeps of a run: its figures and its benchmarks, with the device they ran on."""
     env = run.environment
     figures = [{**{k: f[k] for k in ("suite", "test_id", "metric", "value")},
-                **({"target": f[TARGET_FIELDS[f["metric"]]]} if f["metric"] in TARGET_FIELDS else {}),
+                **({"target": f.get(TARGET_FIELDS[f["metric"]])} if f["metric"] in TARGET_FIELDS else {}),
                 **({"higher_is_better": f["higher_is_better"]} if "higher_is_better" in f else {})}
                for f in run.figures if _number(f.get("value"))]
     benchmarks = []
     for b in (bench or {}).get("benchmarks", []):
         info = b.get("extra_info", {})
-        median = b["stats"]["median"]
+        median = b.get("stats", {}).get("median")
+        if "name" not in b or not _number(median):
+            continue
         benchmarks.append({
             "name": b["name"], "fullname": b.get("fullname", b["name"]), "median_s": median,
             "items_per_s": info.get("items_per_s", 1 / median if median else None),
@@ -97,17 +101,28 @@ def append(history: Path, snap: dict) -> Path | None:
     """Add a run to the history; None when that run is there already (it is never overwritten)."""
     history.mkdir(parents=True, exist_ok=True)
     path = history / f"{snap['run_id']}.json"
+    tmp = temp_name(path)  # never matches *.json: a concurrent report cannot read it half-written
     try:
-        with path.open("x") as f:
-            json.dump(snap, f, indent=1)
+        tmp.write_text(json.dumps(snap, indent=1))
+        os.link(tmp, path)  # atomic, and fails rather than replace a run already there
     except FileExistsError:
         return None
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
-def previous(history: Path, run_id: str) -> Path | None:
-    earlier = sorted(p for p in history.glob("*.json") if p.stem < run_id)
-    return earlier[-1] if earlier else None
+def earlier(history: Path, run_id: str, problems: list[str]) -> list[Path]:
+    """History files of the runs before this one, newest first; what is not a file goes to `problems`."""
+    found = []
+    for path in history.glob("*.json") if history.is_dir() else []:
+        if path.stem >= run_id:
+            continue
+        if path.is_file():
+            found.append(path)
+        else:
+            problems.append(f"{path}: in the history but not a file; skipped")
+    return sorted(found, reverse=True)
 
 
 def _verdict(change: float, allowed_drop: float) -> str:
@@ -163,19 +178,17 @@ def _read(path: Path) -> dict:
     return data
 
 
-def record_and_compare(history: Path, run: Run, bench: dict | None, thresholds: Thresholds) -> Comparison:
-    """Append this run to the history and compare it with the previous run there."""
-    snap = snapshot(run, bench)
-    before = previous(history, run.run_id) if history.is_dir() else None
-    added = append(history, snap)
-    if before is None:
-        comparison = Comparison(notes=[f"no earlier run in {history}: nothing to compare with"])
-    else:
+def compare_with_previous(history: Path, run: Run, snap: dict, thresholds: Thresholds) -> Comparison:
+    """Compare a run with the newest readable run before it in the history (reads only)."""
+    notes = []
+    for path in earlier(history, run.run_id, run.problems):
         try:
-            comparison = compare(_read(before), snap, thresholds)
-        except (ValueError, KeyError, TypeError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-            comparison = Comparison(before.stem, notes=[
-                f"previous run {before} could not be read ({err.__class__.__name__}: {err}); no deltas this time"])
-    if added is None:
-        comparison.notes.append(f"{history / (run.run_id + '.json')} already existed and was left as it was")
-    return comparison
+            comparison = compare(_read(path), snap, thresholds)
+        except (ValueError, KeyError, TypeError, AttributeError, OSError) as err:  # JSON and UTF-8 errors included
+            problem = f"previous run {path} could not be read ({err.__class__.__name__}: {err})"
+            notes.append(f"{problem}; skipped")
+            run.problems.append(problem)
+            continue
+        comparison.notes[:0] = notes
+        return comparison
+    return Comparison(notes=[*notes, f"no earlier run in {history} to compare with"])

@@ -26,6 +26,35 @@ def _cell(figure: dict | None) -> str:
     return text
 
 
+def _checks(node_ids: list[str], limit: int = 10) -> str:
+    names = [f"`{n.rpartition('::')[2]}`" for n in node_ids[:limit]]
+    return ", ".join(names) + (f" and {len(node_ids) - limit} more" if len(node_ids) > limit else "")
+
+
+def run_status(run: Run) -> str:
+    """Which run this is, whether it finished, and the planned checks it left without a figure."""
+    parts = [f"**This report shows run {run.run_id}, not the newer run {later.run_id}**: that run recorded no figure "
+             + ("and ended normally." if later.complete else "and has no end line (killed or crashed before its "
+                "first figure, or still running).") for later in run.newer]
+    planned, missing = len(dict.fromkeys(run.planned)), run.unmeasured()
+    if run.complete is None:
+        parts.append("Records of an older format: whether this run finished is not recorded.")
+    elif run.complete is False:
+        killed = [w for w in run.unended if not run.ends[w]]
+        why = "killed or crashed" if killed else "interrupted"
+        text = f"**Incomplete run**: {why} (no end line from {', '.join(killed or run.unended)})"
+        parts.append(text + (f": {len(missing)} of {planned} planned checks have no figure"
+                             + (f": {_checks(missing)}." if missing else ".") if planned else "; its plan was not recorded."))
+    else:
+        text = f"Complete: every writer of the run ({', '.join(run.ends)}) recorded its end"
+        if planned:
+            text += f"; {planned - len(missing)} of {planned} planned checks have figures"
+            if missing:
+                text += f" (the others were skipped by a marker or failed before measuring: {_checks(missing)})"
+        parts.append(text + ".")
+    return "\n\n".join(parts)
+
+
 def environment(run: Run) -> str:
     env = run.environment
     versions = ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items() if v)

@@ -1,10 +1,34 @@
-"""Reading a records file back: the run's environment and its figures."""
+"""Reading records back: a run's environment, plan, figures and end markers, merged over the files it wrote.
+
+Layout (written by `mmtests.records`): `<FILE stem>.d/<run id>/<writer>.jsonl`, one file per session or xdist
+worker (`main`, `gw0`, ...) with `<writer>-samples.jsonl` beside it, and `FILE` itself, rewritten at the end of
+each session as the merged copy of the newest run that has figures.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+
+OUTCOMES = ("pass", "fail", "measured", "skip")
+REQUIRED = ("suite", "test_id", "metric", "outcome", "value")  # what every section of the report relies on
+NUMBERS = ("value", "threshold", "max_allowed", "tolerance")  # a number or null
+RUN_ID = re.compile(r"[0-9A-Za-z_.-]+")  # run ids name folders: no slashes, no ".."
+SAMPLES = "-samples.jsonl"
+NEEDS = {  # fields the report's tables read, by (suite, metric); None: every metric of the suite
+    ("zero_shot", "top1"): ("model", "dataset", "prompt_set"),
+    ("prompt_gain", "gain"): ("model", "dataset", "baseline", "candidate", "baseline_top1", "candidate_top1", "stderr"),
+    ("vlm_answers", "accuracy"): ("model", "question_set", "question_kind"),
+    ("pope", "f1"): ("model", "pope_set", "n"),
+    ("pope", "yes_ratio_gap"): ("yes_ratio", "true_yes_ratio"),
+    ("vlm_stability", None): ("model", "question_set"),
+    ("attention", None): ("model",),
+    ("attention", "pointing_hit"): ("chance",),
+}
 
 
 @dataclass
@@ -13,27 +37,216 @@ class Run:
     environment: dict = field(default_factory=dict)
     figures: list[dict] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # unreadable lines, reported rather than fatal
+    planned: list[str] = field(default_factory=list)  # node ids of the checks the session collected
+    ends: dict[str, list[dict]] = field(default_factory=dict)  # writer -> its end lines (none: killed or crashed)
+    sources: list[Path] = field(default_factory=list)  # the files read, merged in this order
+    samples: list[Path] = field(default_factory=list)
+    newer: list[Run] = field(default_factory=list)  # later runs of the same records, shown here for lack of figures
 
     def select(self, suite: str, metric: str | None = None) -> list[dict]:
         return [f for f in self.figures if f["suite"] == suite and (metric is None or f["metric"] == metric)]
 
+    @property
+    def unended(self) -> list[str]:
+        """Writers with no end line (killed, crashed or still running), or whose end says interrupted."""
+        return [w for w, ends in self.ends.items() if not ends or any(e.get("interrupted") for e in ends)]
 
-def read_run(path: str | Path) -> Run:
-    """The last run in a JSON-lines records file; bad lines are listed in `problems`."""
-    run = Run()
-    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            run.problems.append(f"{path}:{number}: not JSON ({err.msg}); line skipped")
-            continue
-        if record.get("kind") == "run":
-            run = Run(record.get("run_id", "unknown"), record.get("environment", {}), [], run.problems)
-        elif record.get("kind") == "figure":
-            run.figures.append(record)
+    @property
+    def complete(self) -> bool | None:
+        """Every writer ended; None for records of an older format, which have no end lines."""
+        return not self.unended if self.ends else None
+
+    def unmeasured(self) -> list[str]:
+        """Planned checks with no figure (matched on node id, or on the test id for figures that lack one)."""
+        done = {f.get("node") or f["test_id"] for f in self.figures}
+        return [t for t in dict.fromkeys(self.planned) if t not in done and _param(t) not in done]
+
+    def add(self, record: dict, writer: str | None) -> str | None:
+        """Take one record; a problem (why it was not taken) or None."""
+        kind = record.get("kind")
+        writer = record.get("writer", writer)
+        if kind == "figure":
+            problem = _figure_problem(record)
+            if problem is None:
+                self.figures.append(record)
+            return problem
+        if kind == "run":
+            if not self.environment and isinstance(record.get("environment"), dict):
+                self.environment = record["environment"]
+        elif kind == "plan":
+            ids = record.get("test_ids")
+            if not isinstance(ids, list) or not all(isinstance(t, str) for t in ids):
+                return "a plan whose test_ids is not a list of strings"
+            self.planned += ids
+        elif kind == "end":
+            self.ends.setdefault(str(writer), []).append(record)
+            return None
+        else:
+            return f"unknown record kind {kind!r}"
+        if writer is not None:
+            self.ends.setdefault(str(writer), [])  # a writer that started: it owes an end line
+        return None
+
+
+def _param(node_id: str) -> str:
+    return node_id.split("[", 1)[-1].removesuffix("]") if "[" in node_id else node_id
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _figure_problem(record: dict) -> str | None:
+    missing = [k for k in REQUIRED if k not in record]
+    if missing:
+        return f"a figure without {', '.join(map(repr, missing))} (an older record format?)"
+    for key in ("suite", "test_id", "metric"):
+        if not isinstance(record[key], str):
+            return f"{key} {record[key]!r} is not a string"
+    if record["outcome"] not in OUTCOMES:
+        return f"unknown outcome {record['outcome']!r}"
+    for key in NUMBERS:
+        if record.get(key) is not None and not _is_number(record[key]):
+            return f"{key} {record[key]!r} is a {type(record[key]).__name__}, not a number"
+    needs = NEEDS.get((record["suite"], record["metric"]), ()) + NEEDS.get((record["suite"], None), ())
+    if record.get("bound_kind") == "baseline":
+        needs += ("model",)
+    missing = [k for k in needs if k not in record]
+    if missing:
+        what = f"a {record['suite']} {record['metric']} figure"
+        return f"{what} without {', '.join(map(repr, missing))} (an older record format?)"
+    return None
+
+
+def _decode(raw: bytes) -> tuple[dict | None, str | None]:
+    """One line: the record, or why it is not one."""
+    try:
+        record = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        return None, "not UTF-8 text"
+    except json.JSONDecodeError as err:
+        return None, f"not JSON ({err.msg})"
+    if not isinstance(record, dict):
+        return None, f"a JSON {type(record).__name__}, not an object"
+    run_id = record.get("run_id")
+    if run_id is not None and not (isinstance(run_id, str) and RUN_ID.fullmatch(run_id) and run_id.strip(".")):
+        return None, f"run_id {run_id!r} is not a run id"
+    return record, None
+
+
+def _lines(path: Path, problems: list[str]):
+    """(file:line, record) of a JSON-lines file, in order; a line that is no record goes to `problems`."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        problems.append(f"{path}: could not be read ({err.__class__.__name__}: {err})")
+        return
+    for number, raw in enumerate(data.splitlines(), 1):
+        if raw.strip():
+            record, problem = _decode(raw)
+            if problem:
+                problems.append(f"{path}:{number}: {problem}; line skipped")
+            else:
+                yield f"{path}:{number}", record
+
+
+def runs_dir(records: Path) -> Path:
+    return records.parent / f"{records.stem}.d"
+
+
+def run_folders(records: Path) -> list[Path]:
+    """The run folders beside a records file, oldest first (run ids are UTC timestamps)."""
+    where = runs_dir(records)
+    if not where.is_dir():
+        return []
+    return sorted(p for p in where.iterdir() if p.is_dir() and RUN_ID.fullmatch(p.name) and not p.name.startswith("."))
+
+
+def _writer_order(path: Path) -> tuple:
+    name = path.name.removesuffix(SAMPLES).removesuffix(".jsonl")
+    return name != "main", len(name), name  # main, then gw0, gw1, ..., gw10
+
+
+def writer_files(folder: Path) -> list[Path]:
+    return sorted((p for p in folder.glob("*.jsonl") if not p.name.endswith(SAMPLES)), key=_writer_order)
+
+
+def sample_files(folder: Path) -> list[Path]:
+    return sorted(folder.glob(f"*{SAMPLES}"), key=_writer_order)
+
+
+def read_folder(folder: Path) -> Run:
+    """One run, every writer's file merged; a writer file without an end line means that writer never finished."""
+    run = Run(folder.name, sources=writer_files(folder), samples=sample_files(folder))
+    for path in run.sources:
+        writer = path.stem
+        run.ends.setdefault(writer, [])
+        for where, record in _lines(path, run.problems):
+            problem = run.add(record, writer)
+            if problem:
+                run.problems.append(f"{where}: {problem}; line skipped")
     return run
+
+
+def read_file(path: Path) -> list[Run]:
+    """The runs of one JSON-lines file (a merged copy, or a file of the older one-file-per-session format)."""
+    runs: dict[str, Run] = {}
+    problems: list[str] = []
+    current = "unknown"
+    for where, record in _lines(path, problems):
+        current = record.get("run_id") or current
+        run = runs.setdefault(current, Run(current, sources=[path]))
+        problem = run.add(record, None)
+        if problem:
+            problems.append(f"{where}: {problem}; line skipped")
+    if not runs:
+        runs["unknown"] = Run(sources=[path])
+    newest = max(runs.values(), key=lambda r: (bool(r.figures), r.run_id))
+    newest.problems += problems  # bad lines belong to no run for sure: shown with the run the report is about
+    samples = path.with_name(f"{path.stem}{SAMPLES}")
+    if samples.is_file():
+        newest.samples = [samples]
+    return list(runs.values())
+
+
+def read_run(records: str | Path) -> Run:
+    """The newest run with figures among `<stem>.d/` (every writer merged) and FILE itself; later runs that have
+    none (crashed before their first figure, or measured nothing) are kept in `newer`, to be named."""
+    records = Path(records)
+    runs = {r.run_id: r for r in map(read_folder, run_folders(records))}
+    if records.is_file():
+        for run in read_file(records):
+            runs.setdefault(run.run_id, run)  # the folder, when there is one, is the original
+    if not runs:
+        return Run(problems=[f"{records}: no records there, nor in {runs_dir(records)}"])
+    ordered = sorted(runs.values(), key=lambda r: r.run_id)
+    shown = next((r for r in reversed(ordered) if r.figures), ordered[-1])
+    shown.newer = [r for r in ordered if r.run_id > shown.run_id and r.run_id != "unknown"]
+    return shown
+
+
+def merged(paths: list[Path]) -> bytes:
+    """Files concatenated, each ended by a newline (a killed writer's half line stays on a line of its own)."""
+    parts = []
+    for path in paths:
+        data = path.read_bytes()
+        parts.append(data if not data or data.endswith(b"\n") else data + b"\n")
+    return b"".join(parts)
+
+
+def temp_name(path: Path) -> Path:
+    """A name beside `path` that no reader takes for a record or a history file (dot first, `.tmp` last)."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+
+
+def atomic_write(path: Path, data: bytes | str) -> None:
+    """Write a file whole or not at all: a concurrent reader sees the old file or the new one, never half of one."""
+    tmp = temp_name(path)
+    try:
+        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 SWEEP_FIELDS = ("model", "modality", "batch_size", "items_per_s")

@@ -45,6 +45,10 @@ def test_zero_shot_top1(zero_shot_check, mm, request):
         checks[0].ok = False
         checks[0].explain = (f"the floor min_top1 {c.min_top1:g} does not beat always answering the most frequent "
                              f"class ({majority:.3f}): raise it above that, or gate against a baseline")
+    skipped = mm.workbench.skipped_images(c.dataset)
+    if skipped:  # images that do not decode are left out of every check, and said so
+        checks.append(measured("images_skipped", len(skipped), higher_is_better=False,
+                               explain="; ".join(skipped[:5]), fields={"skipped": skipped}))
     if base is not None:
         names = [f"image {i}" for i in range(len(mine["correct"]))]
         checks.append(B.accuracy_gate("top1_vs_baseline", base["correct"], mine["correct"], mm.tolerances(c.model),

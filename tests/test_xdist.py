@@ -1,0 +1,31 @@
+"""pytest-xdist gives the records of a serial run: the same figures, values and outcomes, merged from
+the workers' files into one run (models grouped per worker with --dist loadgroup)."""
+
+import json
+import subprocess
+import sys
+
+
+def _figures(records):
+    out = set()
+    for line in records.read_text().splitlines():
+        r = json.loads(line)
+        if r.get("kind") == "figure":
+            out.add((r["test_id"], r["metric"], json.dumps(r["value"]), r["outcome"]))
+    return out
+
+
+def test_two_workers_record_what_a_serial_run_records(tmp_path):
+    runs = {}
+    for name, extra in (("serial", []), ("xdist", ["-n", "2", "--dist", "loadgroup"])):
+        records = tmp_path / name / "records.jsonl"
+        cmd = [sys.executable, "-m", "pytest", "--pyargs", "mmtests.suites", "-q", "-p", "no:cacheprovider",
+               "-m", "clip", "--mm-model", "tiny-clip", "--mm-model", "tiny-clip-hf", "-k", "shapes-test/ and (bare or big)",
+               f"--mm-records={records}", *extra]
+        result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout[-2000:]
+        runs[name] = _figures(records)
+    assert runs["serial"] and runs["xdist"] == runs["serial"]
+    # One run, written by two workers: the report reads it as complete.
+    folders = list((tmp_path / "xdist" / "records.d").iterdir())
+    assert len(folders) == 1 and sorted(p.name for p in folders[0].glob("gw?.jsonl")) == ["gw0.jsonl", "gw1.jsonl"]
