@@ -216,6 +216,13 @@ class MMSession:
             absent = str(err)
         except EntryError as err:
             broken = str(err)
+        except (MemoryError, RuntimeError) as err:  # torch.OutOfMemoryError is a RuntimeError
+            text = str(err)
+            if not isinstance(err, MemoryError) and "out of memory" not in text.lower() and "allocate" not in text:
+                raise
+            broken = (f"{test_id}: out of memory ({err.__class__.__name__}: {text.splitlines()[0][:300] if text else ''}); "
+                      "this is not a missing model: lower --mm-batch-size, use a smaller dtype, or run on a "
+                      "machine with more memory")
         else:  # unreachable: measure returned
             raise AssertionError
         # Outside the except blocks, so the message is shown once, without the chained traceback.
@@ -316,12 +323,21 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """The checks this session will run, recorded first: the report names those a crash left without a figure."""
-    write_plan(session.config, [item.nodeid for item in session.items if "mm" in getattr(item, "fixturenames", ())])
+    planned = [item.nodeid for item in session.items if "mm" in getattr(item, "fixturenames", ())]
+    try:
+        write_plan(session.config, planned)
+    except OSError as err:  # read-only or full: say so before anything is measured, once
+        raise pytest.UsageError(
+            f"mmtests: the records location {session.config.getoption('--mm-records')!r} cannot be written "
+            f"({err.__class__.__name__}: {err}); pass --mm-records with a writable path") from None
 
 
 @pytest.hookimpl(trylast=True)  # after the session fixtures' teardown, where `mm` writes its end line
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    finish_run(session.config, exitstatus)
+    try:
+        finish_run(session.config, exitstatus)
+    except OSError as err:  # the records location went away or filled up: say so, lose nothing else
+        session.config.get_terminal_writer().line(f"mmtests: could not finish the records ({err})", red=True)
 
 
 @pytest.hookimpl(optionalhook=True)  # pytest-xdist, on the controller: every worker writes under one run id

@@ -563,3 +563,39 @@ def test_in_a_run_bad_data_fails_its_own_checks_with_the_message_and_the_rest_me
     assert "Traceback" not in out
     records = [json.loads(line) for line in (tmp_path / "records.jsonl").read_text().splitlines()]
     assert any(r.get("test_id") == "tiny/text-labels/bare" and r.get("outcome") == "fail" for r in records)
+
+
+def test_a_misspelled_generation_setting_is_named_with_the_closest(tmp_path):
+    import torch
+
+    from mmtests.adapters.llava import VisionLanguageModel
+
+    zoo = Path(__file__).resolve().parents[1] / "mmtests" / "zoo" / "tiny-llava"
+    with pytest.raises(EntryError, match=r"\[models.vlm\]: generation has no setting 'temprature' \(did you mean "
+                                         r"'temperature'\?\)"):
+        VisionLanguageModel(str(zoo), torch.device("cpu"), entry="vlm", generation={"temprature": 0.7})
+
+
+def test_out_of_memory_is_a_failure_that_says_so_not_a_skip():
+    from types import SimpleNamespace
+
+    from mmtests.plugin import MMSession
+
+    recorded = []
+    session = SimpleNamespace(require_all=False, records=SimpleNamespace(figure=lambda **r: recorded.append(r)))
+
+    def measure():
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:121] DefaultCPUAllocator: can't allocate memory: 80 GB")
+
+    with pytest.raises(pytest.fail.Exception, match="out of memory .*lower --mm-batch-size"):
+        MMSession.available(session, measure, test_id="m/d/p", suite="zero_shot")
+    assert recorded[0]["outcome"] == "fail" and "out of memory" in recorded[0]["reason"]
+
+
+def test_an_unwritable_records_location_stops_before_measuring(pytester, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = pytester.runpytest_subprocess("--pyargs", "mmtests.suites", "-p", "no:cacheprovider", "--collect-only",
+                                           "-m", "clip", f"--mm-records={blocker / 'records.jsonl'}")
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(["*records location*cannot be written*pass --mm-records with a writable path*"])

@@ -2,6 +2,7 @@
 the workers' files into one run (models grouped per worker with --dist loadgroup)."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -22,7 +23,10 @@ def test_two_workers_record_what_a_serial_run_records(tmp_path):
         cmd = [sys.executable, "-m", "pytest", "--pyargs", "mmtests.suites", "-q", "-p", "no:cacheprovider",
                "-m", "clip", "--mm-model", "tiny-clip", "--mm-model", "tiny-clip-hf", "-k", "shapes-test/ and (bare or big)",
                f"--mm-records={records}", *extra]
-        result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
+        # One thread per process in both runs: float sums then add up in the same order (a serial run on two
+        # threads differs from one-thread workers in the last bits of probabilities, not in any outcome).
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=env)
         assert result.returncode == 0, result.stdout[-2000:]
         runs[name] = _figures(records)
     assert runs["serial"] and runs["xdist"] == runs["serial"]

@@ -73,6 +73,15 @@ class VisionLanguageModel:
         self.tokenizer = self.processor.tokenizer
         self.tokenizer.padding_side = padding_side
         self.generation = {"do_sample": False, **(generation or {})}
+        known = set(self.model.generation_config.to_dict()) | {"max_new_tokens", "min_new_tokens"}
+        unknown = sorted(set(self.generation) - known)
+        if unknown:
+            import difflib
+
+            hints = [f"{k!r}" + (f" (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(k, known, 1))
+                                 else "") for k in unknown]
+            raise EntryError(f"{f'[models.{entry}]' if entry else model_id}: generation has no setting "
+                             f"{', '.join(hints)}; use generate() settings of transformers' GenerationConfig")
         self.image_token_id = self.model.config.image_token_id
 
     def prompt(self, question: str) -> str:
