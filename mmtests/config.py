@@ -415,6 +415,8 @@ def _checked_sections(raw: dict, problems: list[str]) -> dict:
 def load_matrix(path: str | Path | None = None) -> Matrix:
     """Read and validate a matrix file (the packaged default when `path` is None)."""
     path = Path(path or DEFAULT_CONFIG)
+    if path.is_dir():
+        raise ConfigError(f"matrix file {str(path)!r} is a folder; pass the TOML file inside it to --mm-config")
     if not path.is_file():
         raise ConfigError(f"matrix file {str(path)!r} does not exist; pass an existing TOML file to --mm-config")
     try:

@@ -41,3 +41,10 @@ def test_the_nightly_workflow_runs_tox_nightly_on_a_gpu_runner_and_keeps_the_rep
     assert "tox -e nightly" in steps
     upload = steps["actions/upload-artifact"]
     assert upload["if"] == "always()" and upload["with"]["path"] == "reports/"
+
+
+def test_the_nightly_workflow_spreads_a_matrix_over_gpu_shards():
+    job = yaml.safe_load(WORKFLOW.read_text())["jobs"]["shards"]
+    assert job["runs-on"] == ["self-hosted", "gpu"] and job["strategy"]["matrix"]["shard"] == [1, 2, 3, 4]
+    run = next(s["run"] for s in job["steps"] if "--mm-shard" in s.get("run", ""))
+    assert "--mm-shard ${{ matrix.shard }}/4" in run and "--dist loadgroup" in run and "--mm-gpus" in run
