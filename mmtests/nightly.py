@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
                                  allow_abbrev=False)
     ap.add_argument("--out", type=Path, default=Path("reports"), help="folder for records, benchmarks and the report")
     ap.add_argument("--no-faults", action="store_true",
-                    help="skip the detection-power step (python -m mmtests.faults, about 15 minutes on 2 CPU cores)")
+                    help="skip the detection-power step (python -m mmtests.faults, about 4 minutes on 2 CPU cores)")
     args, pytest_args = ap.parse_known_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     failed = []
