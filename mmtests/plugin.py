@@ -210,6 +210,7 @@ class MMSession:
         reason, or a failure under --mm-require-all; an entry that exists but is broken is a failure."""
         from .errors import DatasetUnavailable, EntryError, ModelUnavailable
 
+        absent = broken = None
         try:
             return measure(*args)
         except (ModelUnavailable, DatasetUnavailable) as err:
@@ -223,10 +224,8 @@ class MMSession:
             broken = (f"{test_id}: out of memory ({err.__class__.__name__}: {text.splitlines()[0][:300] if text else ''}); "
                       "this is not a missing model: lower --mm-batch-size, use a smaller dtype, or run on a "
                       "machine with more memory")
-        else:  # unreachable: measure returned
-            raise AssertionError
         # Outside the except blocks, so the message is shown once, without the chained traceback.
-        if "broken" in locals():
+        if broken is not None:
             self.records.figure(suite=suite, test_id=test_id, metric="usable", value=None, outcome="fail", reason=broken)
             pytest.fail(broken, pytrace=False)
         if self.require_all:

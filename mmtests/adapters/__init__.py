@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..config import ModelSpec
-from .base import DualEncoder, ModelUnavailable
+from .base import DualEncoder, ModelUnavailable, dynamic_int8
 
 
 def load_dual_encoder(spec: ModelSpec, device: torch.device) -> DualEncoder:
@@ -27,13 +27,9 @@ def with_precision(encoder: DualEncoder, spec: ModelSpec) -> DualEncoder:
     """The encoder cast to the entry's `dtype`, or with its Linear layers dynamically quantized to int8
     (torch.ao, CPU): the low-precision copies users export, gated against the float32 baseline."""
     if spec.quantize == "dynamic-int8":
-        from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
-
         # open_clip reads the dtype of each block's first MLP weight (`mlp.c_fc.weight.dtype`), which a
         # quantized Linear no longer has as a tensor: those layers stay in float32.
-        linear = {name: default_dynamic_qconfig for name, m in encoder.model.named_modules()
-                  if type(m) is torch.nn.Linear and not name.endswith("mlp.c_fc")}
-        encoder.model = quantize_dynamic(encoder.model.to("cpu"), linear, dtype=torch.qint8)
+        encoder.model = dynamic_int8(encoder.model, keep_float=("mlp.c_fc",))
     elif spec.dtype:
         encoder.input_dtype = getattr(torch, spec.dtype)
         encoder.model = encoder.model.to(encoder.input_dtype)

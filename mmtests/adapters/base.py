@@ -128,3 +128,13 @@ def _token_rows(tokens) -> list[tuple[int, ...]]:
     if mask is None:
         return [tuple(row) for row in ids]
     return [tuple(i for i, m in zip(row, keep, strict=True) if m) for row, keep in zip(ids, mask, strict=True)]
+
+
+def dynamic_int8(model: torch.nn.Module, keep_float: tuple[str, ...] = ()) -> torch.nn.Module:
+    """`model` with its Linear layers dynamically quantized to int8 (torch.ao, CPU), as exported for serving;
+    layers whose names end with one of `keep_float` stay in float32."""
+    from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
+
+    linear = {name: default_dynamic_qconfig for name, m in model.named_modules()
+              if type(m) is torch.nn.Linear and not name.endswith(keep_float)}
+    return quantize_dynamic(model.to("cpu"), linear, dtype=torch.qint8)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..errors import EntryError
+from .base import dynamic_int8
 from .hf_checkpoint import Checkpoint
 
 
@@ -66,10 +67,8 @@ class VisionLanguageModel:
         self.model = checkpoint.load_model(AutoModelForImageTextToText, dtype=_dtype(device, dtype),
                                            local_files_only=not online, attn_implementation="sdpa")
         self.model.to(device).eval()
-        if quantize == "dynamic-int8":  # torch.ao dynamic int8 of the Linear layers (CPU), as exported for serving
-            from torch.ao.quantization import quantize_dynamic
-
-            self.model = quantize_dynamic(self.model.to("cpu"), {torch.nn.Linear}, dtype=torch.qint8)
+        if quantize == "dynamic-int8":
+            self.model = dynamic_int8(self.model)
         self.tokenizer = self.processor.tokenizer
         self.tokenizer.padding_side = padding_side
         self.generation = {"do_sample": False, **(generation or {})}
