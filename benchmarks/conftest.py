@@ -1,8 +1,10 @@
-"""Shared set-up for benchmarks: the default matrix's workbench, built once per session."""
+"""Shared set-up for benchmarks: the workbench, built once per session; contention recorded around every
+benchmark; utilisation, spread and flags settled when the JSON is written (`mmtests.bench.trust`)."""
 
 import pytest
 import torch
 
+from mmtests.bench import contention, perf, trust
 from mmtests.config import load_matrix
 from mmtests.workbench import Workbench
 
@@ -31,3 +33,39 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if len(keep) != len(items):
         config.hook.pytest_deselected(items=[i for i in items if i not in keep])
         items[:] = keep
+
+
+@pytest.fixture(autouse=True)
+def _contention(request: pytest.FixtureRequest):
+    """Load averages and other processes' CPU share over each benchmark, into its `extra_info`."""
+    if "benchmark" not in request.fixturenames:
+        yield
+        return
+    benchmark = request.getfixturevalue("benchmark")
+    before = contention.sample()
+    yield
+    benchmark.extra_info.update(contention.figures(before, contention.sample(), torch.cuda.is_available()))
+
+
+_SETTLED: dict = {}
+
+
+def pytest_benchmark_update_json(config: pytest.Config, benchmarks, output_json: dict) -> None:
+    """After the sweep: a second round of CPU peak probes (when a CPU figure needs the peak), then every
+    benchmark's MFU/MBU against the final peak, its spread and its flags (`mmtests.bench.trust.settle`)."""
+    if not _SETTLED:
+        uses_cpu_peak = any(b.get("extra_info", {}).get("device") == "cpu" and b["extra_info"].get("achieved_flops")
+                            for b in output_json.get("benchmarks", []))
+        if uses_cpu_peak:
+            perf.probe_cpu("after")
+        peaks = {"cpu": perf.cpu_peak() if uses_cpu_peak else None}
+        if torch.cuda.is_available():
+            peaks["cuda"] = perf.device_peak(torch.device("cuda"))
+        _SETTLED.update(peaks=peaks, probes=[vars(p) for p in perf.cpu_probes()])
+    trust.settle(output_json, _SETTLED["peaks"])
+    output_json["mmtests"] = {
+        "probes": _SETTLED["probes"],
+        "peaks": {d: p and {"name": p.name, "flops": p.flops, "bandwidth": p.bandwidth, "source": p.source}
+                  for d, p in _SETTLED["peaks"].items()},
+        "contended_share": contention.CONTENDED_SHARE, "large_spread": trust.LARGE_SPREAD,
+    }

@@ -5,13 +5,14 @@
 - MFU (model FLOPs utilisation) = achieved FLOP/s / the device's peak FLOP/s for the dtype the work ran in.
 - MBU (memory bandwidth utilisation) = bytes that must be read per step / step time / peak bandwidth;
   for decoding that is the weights (plus the KV cache), read once per generated token.
-- GPU peaks are vendor datasheet figures (dense, no sparsity); a CPU's peak is measured here, by probes.
+- GPU peaks are vendor datasheet figures (dense, no sparsity). A CPU's is the theoretical bound where its clock
+  can be read, else measured by probe rounds, the best kept: one before the sweep, one after (a probe that ran
+  while other processes were busy reads low, and would inflate every MFU after it).
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import platform
 import re
 import time
@@ -89,13 +90,71 @@ def cpu_copy_bandwidth(mebibytes: int = 256, repeats: int = 3) -> float:
     return 2 * src.nbytes / _best_seconds(lambda: dst.copy_(src), repeats)
 
 
-@functools.cache
+@dataclass(frozen=True)
+class Probe:
+    """One round of CPU peak probes and how busy the machine was with other work meanwhile."""
+
+    when: str  # "before" or "after" the sweep
+    flops: float  # best float32 matmul FLOP/s over PROBE_SIZES
+    bandwidth: float  # best copy bytes/s
+    other_cpu_share: float | None  # see mmtests.bench.contention
+
+
+PROBE_SIZES = (1024, 2048)  # the faster one wins: small products fit caches, large ones amortise overheads
+_PROBES: list[Probe] = []
+
+
+def probe_cpu(when: str, repeats: int = 3) -> Probe:
+    """A round of probes, kept: the CPU's peak is the best of all rounds (see `cpu_peak`)."""
+    from . import contention
+
+    before = contention.sample()
+    flops = max(cpu_matmul_flops(size, repeats) for size in PROBE_SIZES)
+    probe = Probe(when, flops, cpu_copy_bandwidth(repeats=repeats),
+                  contention.other_cpu_share(before, contention.sample()))
+    _PROBES.append(probe)
+    return probe
+
+
+def cpu_probes() -> list[Probe]:
+    return list(_PROBES)
+
+
+def theoretical_cpu_flops(threads: int) -> tuple[float, str] | None:
+    """An upper bound on float32 FLOP/s where the CPU's maximum clock can be read (cpufreq), else None.
+
+    FLOPs per cycle and core: SIMD float32 lanes (16 with AVX-512, 8 with AVX/AVX2, 4 otherwise) x 2 for a
+    fused multiply-add x 2 FMA units (the most any x86 core has); `threads` counted as cores. Every
+    assumption errs upwards, so MFU against it is never above 100%."""
+    try:
+        khz = int(open("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq").read())  # noqa: SIM115
+        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()  # noqa: SIM115
+    except (OSError, ValueError, StopIteration):
+        return None
+    lanes = 16 if "avx512f" in flags else 8 if "avx" in flags else 4
+    per_cycle = lanes * (2 if "fma" in flags else 1) * 2
+    return (khz * 1e3 * per_cycle * threads,
+            f"theoretical: {khz / 1e6:.2f} GHz max clock x {per_cycle} float32 FLOP/cycle "
+            f"({lanes} lanes, FMA, 2 units) x {threads} threads")
+
+
 def cpu_peak() -> DevicePeak:
-    """This CPU's peak, measured once per process: a float32 matmul probe and a tensor-copy probe."""
+    """This CPU's peak: the theoretical bound where the clock can be read, else the best probe round so far
+    (one round is taken on first use; `probe_cpu("after")` adds one after a sweep)."""
     threads = torch.get_num_threads()
     name = f"CPU {platform.processor() or platform.machine()}, {threads} threads"
-    return DevicePeak(name, {"float32": cpu_matmul_flops()}, cpu_copy_bandwidth(),
-                      f"measured: best of 3 float32 2048x2048 matmuls and 256 MiB copies on {threads} threads")
+    if not _PROBES:
+        probe_cpu("before")
+    measured = max(p.flops for p in _PROBES)
+    bandwidth = max(p.bandwidth for p in _PROBES)
+    rounds = ", ".join(f"{p.when} {p.flops / 1e9:.1f}" for p in _PROBES)
+    theoretical = theoretical_cpu_flops(threads)
+    if theoretical:
+        return DevicePeak(name, {"float32": theoretical[0]}, bandwidth,
+                          f"{theoretical[1]} (probes measured {rounds} GFLOP/s)")
+    return DevicePeak(name, {"float32": measured}, bandwidth,
+                      f"measured: best of {len(_PROBES)} probe rounds ({rounds} GFLOP/s; float32 matmuls of "
+                      f"{' and '.join(map(str, PROBE_SIZES))}, 256 MiB copies) on {threads} threads")
 
 
 def device_peak(device: torch.device) -> DevicePeak | None:

@@ -35,7 +35,7 @@ class Delta:
     previous: float
     current: float
     change: float  # absolute for accuracy, relative for throughput
-    verdict: str  # "regression", "improvement" or "same"
+    verdict: str  # "regression", "improvement", "same", or "not judged" (contended or widely spread figures)
 
 
 @dataclass
@@ -81,7 +81,8 @@ def snapshot(run: Run, bench: dict | None) -> dict:
         benchmarks.append({
             "name": b["name"], "fullname": b.get("fullname", b["name"]), "median_s": median,
             "items_per_s": info.get("items_per_s", 1 / median if median else None),
-            **{k: info[k] for k in ("model", "weights", "modality", "batch_size", "dtype", "mfu") if k in info},
+            **{k: info[k] for k in ("model", "weights", "modality", "batch_size", "dtype", "mfu", "spread",
+                                    "contended") if k in info},
         })
     return {"run_id": run.run_id, "device": env.get("device"), "device_name": env.get("device_name"),
             "git_sha": env.get("git_sha"), "benchmark_machine": _benchmark_machine(bench),
@@ -163,12 +164,27 @@ def compare(prev: dict, cur: dict, thresholds: Thresholds) -> Comparison:
         before, now = p_bench[key].get("items_per_s"), c_bench[key].get("items_per_s")
         if before and now:
             change = now / before - 1
-            out.deltas.append(Delta("throughput", c_bench[key]["name"], before, now, change,
-                                    _verdict(change, thresholds.max_throughput_drop)))
+            verdict = _verdict(change, thresholds.max_throughput_drop)
+            if verdict != "same" and (unsure := _unreliable(p_bench[key], "previous") or _unreliable(c_bench[key], "this")):
+                verdict = "not judged"
+                out.notes.append(f"{c_bench[key]['name']}: {change:+.1%} not judged ({unsure})")
+            out.deltas.append(Delta("throughput", c_bench[key]["name"], before, now, change, verdict))
 
     out.new = len(c_figs.keys() - p_figs.keys()) + len(c_bench.keys() - p_bench.keys())
     out.gone = len(p_figs.keys() - c_figs.keys()) + len(p_bench.keys() - c_bench.keys())
     return out
+
+
+def _unreliable(bench: dict, which: str) -> str | None:
+    """Why a throughput figure cannot support a regression or improvement verdict: it was taken while other
+    processes were busy, or its rounds spread more than the change would have to exceed."""
+    from ..bench.trust import LARGE_SPREAD
+
+    if bench.get("contended"):
+        return f"{which} run contended: {bench['contended']}"
+    if _number(bench.get("spread")) and bench["spread"] > LARGE_SPREAD:
+        return f"{which} run's rounds spread {bench['spread']:.0%}"
+    return None
 
 
 def _read(path: Path) -> dict:

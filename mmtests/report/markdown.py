@@ -6,6 +6,7 @@ from collections import Counter
 
 from tabulate import tabulate
 
+from ..bench.trust import LARGE_SPREAD
 from .history import Comparison, Delta, Thresholds
 from .records_io import Run, benchmark_sweeps
 
@@ -204,6 +205,19 @@ def _percent(value: float | None) -> str | None:
     return None if value is None else f"{value:.2%}"
 
 
+def _utilisation(value: float | None) -> str | None:
+    """MFU/MBU: above 100% is impossible, so such a value is shown only with a flag (its cause is listed)."""
+    if value is None:
+        return None
+    return f"⚠ {value:.0%}" if value > 1 else f"{value:.2%}"
+
+
+def _spread(value: float | None) -> str | None:
+    if value is None:
+        return None
+    return f"⚠ {value:.0%}" if value > LARGE_SPREAD else f"{value:.1%}"
+
+
 def _mib(value: float | None) -> str | None:
     return None if value is None else f"{value / 2**20:,.0f}"
 
@@ -217,8 +231,9 @@ SWEEP_ROWS = (  # rows with no value in any column are left out
     ("items_per_s", "items/s", _rate),
     ("ttft_s", "time to first token (ms)", _ms),
     ("per_token_latency_s", "per-token latency (ms)", _ms),
-    ("mfu", "MFU", _percent),
-    ("mbu", "MBU", _percent),
+    ("spread", "spread (IQR/median)", _spread),
+    ("mfu", "MFU", _utilisation),
+    ("mbu", "MBU", _utilisation),
     ("pass_memory_bytes", "pass memory (MiB)", _mib),
     ("peak_memory_bytes", "peak memory (MiB)", _mib),
 )
@@ -234,30 +249,74 @@ def _sweep_table(rows: list[dict]) -> str:
     head = (f"**{first['model']}** ({first.get('weights', '?')} weights; {first.get('device_name') or first.get('device', '?')}, "
             f"{first.get('dtype', '?')}; GFLOP per item: {flops})")
     table = [[m, label, *values] for m in modalities for key, label, fmt in SWEEP_ROWS
-             for values in [[fmt(cell.get((m, b), {}).get(key)) for b in batches]] if any(v is not None for v in values)]
-    return head + "\n\n" + _table(table, ["", "batch size", *map(str, batches)], formatted=True)
+             for values in [[_contended(fmt(cell.get((m, b), {}).get(key)), cell.get((m, b), {}), key)
+                             for b in batches]] if any(v is not None for v in values)]
+    return head + "\n\n" + _table(table, ["", "batch size", *map(str, batches)], formatted=True) + _flags(rows)
+
+
+def _contended(text: str | None, row: dict, key: str) -> str | None:
+    return f"{text} ⚠" if text is not None and key == "items_per_s" and row.get("contended") else text
+
+
+def _flags(rows: list[dict]) -> str:
+    """Below a table: why each flagged figure cannot be taken at face value."""
+    lines = [f"- ⚠ `{r['name']}`: {'; '.join(r['flags'])}" for r in rows if r.get("flags")]
+    return "\n\n" + "\n".join(lines) if lines else ""
 
 
 def benchmarks(data: dict | None) -> str:
-    """pytest-benchmark JSON: a table per model with batch sizes as columns, then the other benchmarks."""
+    """pytest-benchmark JSON: conditions, a table per model with batch sizes as columns, then the other benchmarks."""
     if not data or not data.get("benchmarks"):
         return "No benchmark results in this run (run `pytest benchmarks --benchmark-json FILE`)."
-    machine = data.get("machine_info", {})
-    parts = [f"Machine: {machine.get('cpu', {}).get('brand_raw', machine.get('processor', '?'))}. "
-             "Items/s from the median round (items: images or captions embedded, prompts prefilled, tokens decoded); "
-             "MFU against the device's peak (datasheet for GPUs, measured for CPUs); "
-             "memory from a separate pass in a fresh process."]
+    parts = [benchmark_conditions(data)]
     sweeps = benchmark_sweeps(data)
     for model, dtype in dict.fromkeys((r["model"], r.get("dtype")) for r in sweeps):  # a table per model and dtype
         parts.append(_sweep_table([r for r in sweeps if r["model"] == model and r.get("dtype") == dtype]))
     in_sweeps = {r["name"] for r in sweeps}
     others = [b for b in data["benchmarks"] if b["name"] not in in_sweeps]
     if others:
-        rows = [[b["name"], b["stats"]["median"] * 1000, b["stats"]["rounds"], _rate(b.get("extra_info", {}).get("items_per_s"))]
+        rows = [[b["name"], b["stats"]["median"] * 1000, _spread(b.get("extra_info", {}).get("spread")),
+                 b["stats"]["rounds"], _contended(_rate(b.get("extra_info", {}).get("items_per_s")), b.get("extra_info", {}),
+                                                  "items_per_s")]
                 for b in others]
-        parts.append(_table(rows, ["benchmark", "median (ms)", "rounds", "items/s"]))
+        parts.append(_table(rows, ["benchmark", "median (ms)", "spread (IQR/median)", "rounds", "items/s"])
+                     + _flags([{"name": b["name"], **b.get("extra_info", {})} for b in others]))
     parts += [_harness_check(b["extra_info"]) for b in others if "harness_ratio" in b.get("extra_info", {})]
     return "\n\n".join(parts)
+
+
+def _load(value) -> str:
+    return "/".join(f"{v:.2f}" for v in value) if value else "?"
+
+
+def benchmark_conditions(data: dict) -> str:
+    """The machine, the peaks MFU is taken against, and how busy the machine was (load, other processes)."""
+    machine = data.get("machine_info", {})
+    infos = [b.get("extra_info", {}) for b in data["benchmarks"]]
+    lines = [f"Machine: {machine.get('cpu', {}).get('brand_raw', machine.get('processor', '?'))}. "
+             "Items/s from the median round (items: images or captions embedded, prompts prefilled, tokens decoded); "
+             "spread = interquartile range over median of the rounds; memory from a separate pass in a fresh process."]
+    for device, peak in (data.get("mmtests", {}).get("peaks") or {}).items():
+        if peak:
+            lines.append(f"- Peak ({device}, MFU and MBU are against it): "
+                         f"{', '.join(f'{k} {v / 1e12:.3g} TFLOP/s' for k, v in peak['flops'].items())}, "
+                         f"{peak['bandwidth'] / 1e9:,.0f} GB/s; {peak['source']}.")
+    loads = [i for i in infos if i.get("load_avg_before") or i.get("load_avg_after")]
+    if loads:
+        lines.append(f"- Load average (1/5/15 min): {_load(loads[0].get('load_avg_before'))} before the first benchmark, "
+                     f"{_load(loads[-1].get('load_avg_after'))} after the last.")
+    shares = [i["other_cpu_share"] for i in infos if i.get("other_cpu_share") is not None]
+    if shares:
+        contended = sum(1 for i in infos if i.get("contended"))
+        limit = data.get("mmtests", {}).get("contended_share", 0.1)
+        lines.append(f"- Other processes' share of the CPUs during the benchmarks: at most {max(shares):.0%} "
+                     f"(median {sorted(shares)[len(shares) // 2]:.0%}); {contended} of {len(infos)} benchmarks "
+                     f"contended (above {limit:.0%}, marked ⚠: not compared with earlier runs)."
+                     + (" ⚠ **Figures taken on a busy machine.**" if contended else ""))
+    gpu = [i["gpu_other_processes"] for i in infos if i.get("gpu_other_processes") is not None]
+    if gpu:
+        lines.append(f"- Other processes computing on the GPU: at most {max(gpu)}.")
+    return "\n".join(lines)
 
 
 def _harness_check(info: dict) -> str:
@@ -273,9 +332,13 @@ def deltas(comparison: Comparison, thresholds: Thresholds) -> str:
     parts = [f"- {note}" for note in comparison.notes]
     if comparison.previous_run is None or not (comparison.deltas or comparison.new or comparison.gone):
         return "\n".join(parts)
-    changed = sorted((d for d in comparison.deltas if d.verdict != "same"), key=lambda d: (d.verdict != "regression", d.kind))
+    changed = sorted((d for d in comparison.deltas if d.verdict != "same"),
+                     key=lambda d: (d.verdict != "regression", d.verdict == "not judged", d.kind))
+    unjudged = sum(1 for d in changed if d.verdict == "not judged")
     summary = (f"Compared with run {comparison.previous_run}: {len(comparison.regressions)} regressions, "
-               f"{len(changed) - len(comparison.regressions)} improvements, {len(comparison.deltas) - len(changed)} within "
+               f"{len(changed) - len(comparison.regressions) - unjudged} improvements, "
+               f"{unjudged} changes not judged (contended or widely spread figures), "
+               f"{len(comparison.deltas) - len(changed)} within "
                f"thresholds (accuracy ± {thresholds.max_accuracy_drop:.3f} absolute, throughput ± "
                f"{thresholds.max_throughput_drop:.0%}); {comparison.new} new figures, {comparison.gone} gone.")
     parts.insert(0, summary)
@@ -285,7 +348,7 @@ def deltas(comparison: Comparison, thresholds: Thresholds) -> str:
     return "\n".join(parts)
 
 
-FLAG = {"regression": "❌ regression", "improvement": "⬆ improvement"}
+FLAG = {"regression": "❌ regression", "improvement": "⬆ improvement", "not judged": "⚠ not judged"}
 
 
 def _delta_cells(d: Delta) -> list[str]:
