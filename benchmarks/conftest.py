@@ -5,13 +5,16 @@ import pytest
 import torch
 
 from mmtests.bench import contention, perf, trust
-from mmtests.config import load_matrix
+from mmtests.plugin import session_device, session_matrix
 from mmtests.workbench import Workbench
 
 
 @pytest.fixture(scope="session")
-def workbench():
-    return Workbench(load_matrix(), torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+def workbench(request: pytest.FixtureRequest) -> Workbench:
+    """The session's matrix (--mm-config) on its device (--mm-device), as the suites load it."""
+    config = request.config
+    return Workbench(session_matrix(config), session_device(config), config.getoption("--mm-batch-size"),
+                     online=config.getoption("--mm-online"))
 
 
 def _random_weights(item: pytest.Item) -> bool:

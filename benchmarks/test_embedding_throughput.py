@@ -1,22 +1,25 @@
 """Image and text embedding throughput (items/s) per model and batch size, with FLOPs, MFU and peak memory.
 
-    pytest benchmarks -k embedding --benchmark-enable --benchmark-only
+    pytest benchmarks -k embedding --benchmark-enable --benchmark-only [--mm-config my.toml]
 
-Models: the embedded tiny CLIP (trained) and open_clip ViT-B-32 and ViT-L-14 with random weights
-(labelled "random-weights": same architecture and speed as the published models, nothing downloaded).
-Inputs are fixed and seeded; a pass is one normalised embedding of a batch, synchronised on CUDA,
-under the encoder's own autocast (fp16 on CUDA, float32 on CPU). The `-bf16` variants run under
+Models: the dual encoders of the session's matrix that its [benchmarks] section names (every one without
+the section), loaded as the suites load them (dtype, quantization), then the open_clip architectures it
+lists under `random_architectures`, built with random weights (labelled "random-weights": same architecture
+and speed as the published models, nothing downloaded). The default matrix: the tiny CLIP, ViT-B-32 and
+ViT-L-14. Inputs are fixed and seeded; a pass is one normalised embedding of a batch, synchronised on
+CUDA, under the encoder's own autocast (fp16 on CUDA, float32 on CPU). The `-bf16` variants run under
 bf16 autocast; they are marked `gpu` (skipped without CUDA; `pytest benchmarks -m gpu` runs them).
 
 `extra_info` of each benchmark: items_per_s (batch size / median pass time), flops_per_item (counted
-at batch 1: these encoders do no work across items), achieved_flops, peak_flops and its source, mfu,
-and peak memory from a separate pass in a fresh process (see `mmtests.bench.memory`).
+at batch 1: these encoders do no work across items), achieved_flops, and peak memory from a separate
+pass in a fresh process (see `mmtests.bench.memory`); MFU, spread and flags are settled when the JSON
+is written (`mmtests.bench.trust`).
 
-On a CPU the sweep is cut (ViT-L-14 costs 162 GFLOP an image, about 4 s on 2 cores): ViT-B-32 at
-batch 1 and 8, ViT-L-14 images at batch 1 and captions at 1 and 8. On CUDA every model runs at
-every batch size. Under --benchmark-disable (plain `pytest`) the tiny CLIP's passes run once as a
-smoke test and the random-weight architectures are skipped: building ViT-L-14 alone takes ~10 s on
-a CPU.
+Batch sizes and rounds: [benchmarks] batch_sizes / rounds, else 1, 8, 32 (and 128 on CUDA). On a CPU the
+known random-weight architectures are cut (ViT-L-14 costs 162 GFLOP an image, about 4 s on 2 cores):
+ViT-B-32 at batch 1 and 8, ViT-L-14 images at batch 1 and captions at 1 and 8. Under --benchmark-disable
+(plain `pytest`) the matrix models' passes run once as a smoke test and the random-weight architectures
+are deselected: building ViT-L-14 alone takes ~10 s on a CPU.
 """
 
 from __future__ import annotations
@@ -30,9 +33,10 @@ import torch
 from mmtests.bench import embedding
 from mmtests.bench.memory import PeakMemory, peak_memory
 from mmtests.bench.perf import count_flops, device_peak, mfu
-from mmtests.config import load_matrix
+from mmtests.config import BenchmarkSpec
+from mmtests.errors import ModelUnavailable
+from mmtests.plugin import session_device, session_matrix
 
-DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 ALL_BATCHES = (1, 8, 32, 128)
 
 
@@ -48,27 +52,45 @@ class Plan:
 
 
 FULL = Plan(ALL_BATCHES, ALL_BATCHES, rounds=20, warmup_rounds=3)
-PLANS = {
-    "cuda": {"tiny-clip": FULL, "ViT-B-32-random-weights": FULL, "ViT-L-14-random-weights": FULL},
-    # GFLOP per image / caption: ViT-B-32 8.8 / 6.0, ViT-L-14 162 / 13.3; 2 cores do about 40 GFLOP/s on these.
-    "cpu": {
-        "tiny-clip": Plan(ALL_BATCHES, ALL_BATCHES, rounds=5, warmup_rounds=1),
-        "ViT-B-32-random-weights": Plan((1, 8), (1, 8), rounds=2, warmup_rounds=1),
-        "ViT-L-14-random-weights": Plan((1,), (1, 8), rounds=1, warmup_rounds=1),
-    },
-}[DEVICE.type]
-MODELS = {m.label: m for m in embedding.bench_models(load_matrix())}
-# Model by model (each random-weight model is built once): the device's plan, then the bf16 variants.
-CASES = [case for label, plan in PLANS.items() for case in (
-    *(pytest.param(label, modality, batch, None, id=f"{label}-{modality}-b{batch}") for modality, batch in plan.keys()),
-    *(pytest.param(label, modality, batch, torch.bfloat16, id=f"{label}-{modality}-b{batch}-bf16", marks=pytest.mark.gpu)
-      for modality, batch in FULL.keys()),
-)]
+DEFAULT_PLAN = {"cuda": FULL, "cpu": Plan((1, 8, 32), (1, 8, 32), rounds=5, warmup_rounds=1)}
+# Known random-weight architectures on a CPU, cut to what 2 cores do in about a minute.
+# GFLOP per image / caption: ViT-B-32 8.8 / 6.0, ViT-L-14 162 / 13.3; 2 cores do about 40 GFLOP/s on these.
+CPU_RANDOM_PLANS = {
+    "ViT-B-32-random-weights": Plan((1, 8), (1, 8), rounds=2, warmup_rounds=1),
+    "ViT-L-14-random-weights": Plan((1,), (1, 8), rounds=1, warmup_rounds=1),
+}
+
+
+def plan_of(model: embedding.BenchModel, spec: BenchmarkSpec, device: str) -> Plan:
+    """[benchmarks] batch_sizes and rounds where the matrix names them, else the device's defaults."""
+    plan = CPU_RANDOM_PLANS.get(model.label, DEFAULT_PLAN[device]) if device == "cpu" else DEFAULT_PLAN[device]
+    if spec.batch_sizes:
+        plan = Plan(spec.batch_sizes, spec.batch_sizes, plan.rounds, plan.warmup_rounds)
+    if spec.rounds:
+        plan = Plan(plan.image_batches, plan.text_batches, spec.rounds, plan.warmup_rounds)
+    return plan
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Model by model (each random-weight model is built once): the device's plan, then the bf16 variants."""
+    if "label" not in metafunc.fixturenames:
+        return
+    matrix, device = session_matrix(metafunc.config), session_device(metafunc.config).type
+    cases = []
+    for model in embedding.bench_models(matrix):
+        plan = plan_of(model, matrix.benchmarks, device)
+        cases += [pytest.param(model, modality, batch, None, plan, id=f"{model.label}-{modality}-b{batch}")
+                  for modality, batch in plan.keys()]
+        cases += [pytest.param(model, modality, batch, torch.bfloat16, plan_of(model, matrix.benchmarks, "cuda"),
+                               id=f"{model.label}-{modality}-b{batch}-bf16", marks=pytest.mark.gpu)
+                  for modality, batch in plan_of(model, matrix.benchmarks, "cuda").keys()
+                  if model.spec.dtype is None and model.spec.quantize is None]  # entries with their own dtype keep it
+    metafunc.parametrize(("label", "modality", "batch_size", "dtype", "plan"), cases)
 
 
 @functools.lru_cache(maxsize=1)  # one random-weight model in memory at a time; cases run model by model
-def random_weight_encoder(label: str):
-    return embedding.load(MODELS[label], DEVICE)
+def random_weight_encoder(model: embedding.BenchModel, device: torch.device):
+    return embedding.load(model, device)
 
 
 FLOPS_PER_ITEM: dict[tuple[str, str], int] = {}  # keyed by label, so no encoder is kept alive by the cache
@@ -82,39 +104,49 @@ def flops_per_item(label: str, modality: str, encoder) -> int:
 
 
 @functools.cache
-def memory_of(label: str, dtype: torch.dtype | None) -> dict:
-    prepare = functools.partial(embedding.passes_of, MODELS[label], str(DEVICE), dtype)
-    keys = PLANS[label].keys() if dtype is None else FULL.keys()
-    return peak_memory(prepare, keys, str(DEVICE))
+def memory_of(model: embedding.BenchModel, dtype: torch.dtype | None, plan: Plan, device: str) -> dict:
+    prepare = functools.partial(embedding.passes_of, model, device, dtype)
+    return peak_memory(prepare, plan.keys(), device)
 
 
-@pytest.mark.parametrize(("label", "modality", "batch_size", "dtype"), CASES)
-def test_embedding_throughput(benchmark, workbench, label, modality, batch_size, dtype):
-    model = MODELS[label]
+def test_embedding_throughput(benchmark, workbench, label, modality, batch_size, dtype, plan):
+    model = label
     if model.weights == "random" and benchmark.disabled:
         pytest.skip("random-weight architectures are timed only with benchmarks enabled (--benchmark-enable)")
-    encoder = workbench.encoder(label) if model.weights == "trained" else random_weight_encoder(label)
+    device = workbench.device
+    encoder = loaded(workbench, model)
     run = embedding.embedding_pass(encoder, modality, embedding.make_inputs(encoder, modality, batch_size), dtype)
-    plan = PLANS[label] if dtype is None else FULL
     compute = embedding.compute_dtype(encoder, dtype)
-    benchmark.group = f"embedding {label} {str(compute).removeprefix('torch.')}"
-    benchmark.extra_info.update(model=label, weights=model.weights, modality=modality, batch_size=batch_size)
+    benchmark.group = f"embedding {model.label} {str(compute).removeprefix('torch.')}"
+    benchmark.extra_info.update(model=model.label, weights=model.weights, modality=modality, batch_size=batch_size)
     out = benchmark.pedantic(run, rounds=plan.rounds, warmup_rounds=plan.warmup_rounds)
     assert out.shape[0] == batch_size
     if benchmark.stats is None:  # --benchmark-disable: the pass ran once, nothing was timed
         return
     median = benchmark.stats.stats.median
-    benchmark.extra_info.update(throughput_figures(encoder, label, modality, batch_size, compute, median))
-    benchmark.extra_info.update(memory_figures(memory_of(label, dtype)[(modality, batch_size)]))
+    benchmark.extra_info.update(throughput_figures(encoder, model.label, modality, batch_size, compute, median, device))
+    benchmark.extra_info.update(memory_figures(memory_of(model, dtype, plan, str(device))[(modality, batch_size)]))
 
 
-def throughput_figures(encoder, label: str, modality: str, batch_size: int, dtype: torch.dtype, median_s: float) -> dict:
-    peak = device_peak(DEVICE)
+def loaded(workbench, model: embedding.BenchModel):
+    """A matrix entry through the workbench (loaded once, as the suites load it); an architecture with random weights
+    built here. An entry that cannot be had here is skipped with the reason; a broken one fails."""
+    try:
+        if model.weights == "trained":
+            return workbench.encoder(model.label)
+        return random_weight_encoder(model, workbench.device)
+    except ModelUnavailable as err:
+        pytest.skip(str(err))
+
+
+def throughput_figures(encoder, label: str, modality: str, batch_size: int, dtype: torch.dtype, median_s: float,
+                       device: torch.device) -> dict:
+    peak = device_peak(device)
     peak_flops = peak.flops_for(dtype) if peak else None
     flops = flops_per_item(label, modality, encoder)
     items_per_s = batch_size / median_s
     return {
-        "device": str(DEVICE), "device_name": peak.name if peak else torch.cuda.get_device_name(DEVICE),
+        "device": str(device), "device_name": peak.name if peak else torch.cuda.get_device_name(device),
         "dtype": str(dtype).removeprefix("torch."), "items_per_s": items_per_s, "flops_per_item": flops,
         "achieved_flops": flops * items_per_s, "peak_flops": peak_flops, "peak_source": peak.source if peak else None,
         "mfu": mfu(flops * batch_size, median_s, peak_flops) if peak_flops else None,

@@ -26,74 +26,91 @@ import torch
 from mmtests.adapters import ModelUnavailable
 from mmtests.bench import generation as G
 from mmtests.bench.memory import peak_memory
-from mmtests.bench.perf import count_flops, device_peak, mbu, mfu
+from mmtests.bench.perf import count_flops, device_peak, mbu, mfu, synchronized
+from mmtests.config import BenchmarkSpec
+from mmtests.plugin import session_device, session_matrix
 
-DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 NEW_TOKENS = 16
-TINY = G.GenModel("tiny-llava", "trained", "tiny-llava")
-REDUCED = G.GenModel("llava-reduced-random-weights", "random")
-FULL_7B = G.GenModel("llava-1.5-7b-shapes-random-weights", "random")
-# (model, batch sizes, rounds), sized for 2 CPU cores or one GPU.
-PLANS = {
-    "cuda": [(TINY, (1, 8, 32), 10), (REDUCED, (1, 8, 32), 5), (FULL_7B, (1, 8, 32), 3)],
-    "cpu": [(TINY, (1, 8, 32), 5), (REDUCED, (1, 8), 2)],
-}[DEVICE.type]
-CASES = [pytest.param(m, b, r, id=f"{m.label}-b{b}") for m, batches, r in PLANS for b in batches]
+# (batch sizes, rounds) per device, sized for 2 CPU cores or one GPU; the 7B shapes need CUDA.
+DEFAULT_PLAN = {"cuda": ((1, 8, 32), 10), "cpu": ((1, 8, 32), 5)}
+RANDOM_PLANS = {"cuda": {"llava-reduced": ((1, 8, 32), 5), "llava-1.5-7b-shapes": ((1, 8, 32), 3)},
+                "cpu": {"llava-reduced": ((1, 8), 2)}}
+GPU_ONLY = {"llava-1.5-7b-shapes"}
 PREFILL_S: dict[tuple[str, int], float] = {}  # median time to first token, for the decode figures
 
 
+def plan_of(model: G.GenModel, spec: BenchmarkSpec, device: str) -> tuple[tuple[int, ...], int]:
+    batches, rounds = RANDOM_PLANS.get(device, {}).get(model.architecture, DEFAULT_PLAN[device])
+    return spec.batch_sizes or batches, spec.rounds or rounds
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "model" not in metafunc.fixturenames:
+        return
+    matrix, device = session_matrix(metafunc.config), session_device(metafunc.config).type
+    cases = []
+    for model in G.bench_models(matrix):
+        gpu_only = model.architecture in GPU_ONLY
+        batches, rounds = plan_of(model, matrix.benchmarks, "cuda" if gpu_only else device)
+        marks = [pytest.mark.gpu] if gpu_only else []
+        cases += [pytest.param(model, b, rounds, id=f"{model.label}-b{b}", marks=marks) for b in batches]
+    metafunc.parametrize(("model", "batch", "rounds"), cases)
+
+
 @functools.lru_cache(maxsize=1)  # one model in memory at a time; cases run model by model
-def loaded(model: G.GenModel):
-    return G.load(model, DEVICE)
+def loaded(model: G.GenModel, device: torch.device):
+    return G.load(model, device)
 
 
-def _model(model: G.GenModel, benchmark):
+def _model(model: G.GenModel, benchmark, device: torch.device):
     if model.weights == "random" and benchmark.disabled:
         pytest.skip("random-weight architectures are timed only with benchmarks enabled (--benchmark-enable)")
     try:
-        return loaded(model)
+        return loaded(model, device)
     except ModelUnavailable as err:
         pytest.skip(str(err))
 
 
 @functools.cache
-def memory_of(model: G.GenModel) -> dict:
-    keys = [(kind, b) for m, batches, _ in PLANS if m == model for b in batches for kind in ("prefill", "decode")]
-    return peak_memory(functools.partial(G.passes_of, model, str(DEVICE), NEW_TOKENS), keys, str(DEVICE))
+def memory_of(model: G.GenModel, batches: tuple[int, ...], device: str) -> dict:
+    keys = [(kind, b) for b in batches for kind in ("prefill", "decode")]
+    return peak_memory(functools.partial(G.passes_of, model, device, NEW_TOKENS), keys, device)
 
 
-def _synchronized(fn):
-    def run():
-        out = fn()
-        if DEVICE.type == "cuda":
-            torch.cuda.synchronize()
-        return out
-    return run
+@pytest.fixture(scope="module")
+def device(request) -> torch.device:
+    return session_device(request.config)
+
+
+@pytest.fixture
+def batches(request, model) -> tuple[int, ...]:
+    """Every batch size this session times for `model`: its peak memory is measured for all in one process."""
+    return tuple(sorted({item.callspec.params["batch"] for item in request.session.items
+                         if getattr(item, "callspec", None) and item.callspec.params.get("model") == model}))
 
 
 def _common(benchmark, model: G.GenModel, llava, batch: int, phase: str) -> None:
     benchmark.group = f"llava {phase} {model.label}"
     benchmark.extra_info.update(model=model.label, weights=model.weights, modality=f"llava-{phase}",
-                                batch_size=batch, device=str(DEVICE), dtype=str(llava.dtype).removeprefix("torch."),
+                                batch_size=batch, device=str(llava.device), dtype=str(llava.dtype).removeprefix("torch."),
                                 new_tokens=NEW_TOKENS if phase == "decode" else 1)
 
 
-@pytest.mark.parametrize(("model", "batch", "rounds"), CASES)
-def test_llava_prefill(benchmark, model, batch, rounds):
-    llava = _model(model, benchmark)
+def test_llava_prefill(benchmark, device, batches, model, batch, rounds):
+    llava = _model(model, benchmark, device)
     inputs = G.synthetic_inputs(llava, batch)
     run = G.prefill(llava, inputs)
     _common(benchmark, model, llava, batch, "prefill")
-    out = benchmark.pedantic(_synchronized(run), rounds=rounds, warmup_rounds=1)
+    out = benchmark.pedantic(synchronized(run, device), rounds=rounds, warmup_rounds=1)
     assert out.shape == (batch,)
     if benchmark.stats is None:
         return
     median = benchmark.stats.stats.median
     PREFILL_S[model.label, batch] = median
-    peak = device_peak(DEVICE)
+    peak = device_peak(device)
     peak_flops = peak.flops_for(llava.dtype) if peak else None
     flops = count_flops(run)
-    memory = memory_of(model)[("prefill", batch)]
+    memory = memory_of(model, batches, str(device))[("prefill", batch)]
     benchmark.extra_info.update(
         ttft_s=median, items_per_s=batch / median, prompt_tokens=inputs["input_ids"].shape[1], flops=flops,
         flops_per_item=flops / batch,
@@ -101,25 +118,24 @@ def test_llava_prefill(benchmark, model, batch, rounds):
         peak_memory_bytes=memory.peak_bytes, pass_memory_bytes=memory.pass_bytes, memory_method=memory.method)
 
 
-@pytest.mark.parametrize(("model", "batch", "rounds"), CASES)
-def test_llava_decode(benchmark, model, batch, rounds):
-    llava = _model(model, benchmark)
+def test_llava_decode(benchmark, device, batches, model, batch, rounds):
+    llava = _model(model, benchmark, device)
     inputs = G.synthetic_inputs(llava, batch)
     _common(benchmark, model, llava, batch, "decode")
-    out = benchmark.pedantic(_synchronized(G.decode(llava, inputs, NEW_TOKENS)), rounds=rounds, warmup_rounds=1)
+    out = benchmark.pedantic(synchronized(G.decode(llava, inputs, NEW_TOKENS), device), rounds=rounds, warmup_rounds=1)
     prompt = inputs["input_ids"].shape[1]
     assert out.shape == (batch, prompt + NEW_TOKENS)  # exactly NEW_TOKENS new tokens, every round
     if benchmark.stats is None:
         return
     median = benchmark.stats.stats.median
-    memory = memory_of(model)[("decode", batch)]
+    memory = memory_of(model, batches, str(device))[("decode", batch)]
     figures = dict(answers_per_s=batch / median, generated_tokens_per_s=batch * NEW_TOKENS / median,
                    peak_memory_bytes=memory.peak_bytes, pass_memory_bytes=memory.pass_bytes,
                    memory_method=memory.method)
     ttft = PREFILL_S.get((model.label, batch))
     if ttft is not None and median > ttft:
         step = (median - ttft) / (NEW_TOKENS - 1)
-        peak = device_peak(DEVICE)
+        peak = device_peak(device)
         read = G.language_model_bytes(llava) + G.kv_cache_bytes(llava, batch, prompt + NEW_TOKENS // 2)
         figures.update(ttft_s=ttft, per_token_latency_s=step, decode_tokens_per_s=batch / step, items_per_s=batch / step,
                        bytes_per_step=read, mbu=mbu(read, step, peak.bandwidth) if peak else None)

@@ -31,6 +31,9 @@ PROMPT_GAIN_KEYS = CHECK_KEYS | {"dataset", "baseline", "candidate", "min_gain"}
 ANSWER_KEYS = CHECK_KEYS | {"question_set", "min_accuracy"}
 POPE_KEYS = CHECK_KEYS | {"question_set", "min_f1", "max_yes_ratio_gap"}
 STABILITY_KEYS = CHECK_KEYS | {"question_set", "single_sample", "max_repeated_ngram", "min_finished"}
+BENCHMARK_KEYS = {"models", "random_architectures", "random_vlms", "batch_sizes", "rounds"}
+# LLaVA-1.5 architectures benchmarks can build with random weights (mmtests.bench.generation.RANDOM).
+RANDOM_VLMS = ("llava-1.5-7b-shapes", "llava-reduced")
 ATTENTION_KEYS = CHECK_KEYS | {"question_set", "kind", "samples", "control", "row_sum_tolerance", "min_inside_outside",
                                "min_pointing_hit", "min_margin_over_control", "min_image_share", "max_sink_share"}
 TABLE_SECTIONS = {"models": MODEL_KEYS, "datasets": DATASET_KEYS, "prompt_sets": PROMPT_SET_KEYS,
@@ -175,6 +178,18 @@ class AttentionCheck(VLMCheck):
         return f"{self.model}/{self.question_set}/{self.kind}"
 
 
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    """[benchmarks]: what `pytest benchmarks` times. Without the section: every model of the matrix, at the
+    device's default batch sizes and rounds, and no random-weight architecture."""
+
+    models: tuple[str, ...] | None = None  # matrix entries; None: all of them
+    random_architectures: tuple[str, ...] = ()  # open_clip architectures built with random weights
+    random_vlms: tuple[str, ...] = ()  # RANDOM_VLMS entries
+    batch_sizes: tuple[int, ...] | None = None  # None: the device's defaults
+    rounds: int | None = None  # None: the device's defaults
+
+
 @dataclass
 class Matrix:
     path: Path
@@ -188,6 +203,12 @@ class Matrix:
     pope: list[PopeCheck] = field(default_factory=list)
     stability: list[StabilityCheck] = field(default_factory=list)
     attention: list[AttentionCheck] = field(default_factory=list)
+    benchmarks: BenchmarkSpec = field(default_factory=BenchmarkSpec)
+
+    def benchmarked_models(self) -> list[str]:
+        """The matrix entries `pytest benchmarks` times, in matrix order."""
+        named = self.benchmarks.models
+        return [m for m in self.models if named is None or m in named]
 
     def narrowed(self, models: list[str] | None, datasets: list[str] | None) -> Matrix:
         """The same matrix restricted to the named models and datasets (None keeps all)."""
@@ -211,6 +232,7 @@ class Matrix:
             prompt_gain=[c for c in self.prompt_gain if c.model in keep_m and c.dataset in keep_d],
             question_sets={k: v for k, v in self.question_sets.items() if k in keep_q},
             answers=vlm(self.answers), pope=vlm(self.pope), stability=vlm(self.stability), attention=vlm(self.attention),
+            benchmarks=self.benchmarks,
         )
 
 
@@ -428,10 +450,11 @@ def load_matrix(path: str | Path | None = None) -> Matrix:
     base = path.parent
     problems: list[str] = []
     matrix = Matrix(path=path)
-    known_sections = {*TABLE_SECTIONS, *ARRAY_SECTIONS}
+    known_sections = {*TABLE_SECTIONS, *ARRAY_SECTIONS, "benchmarks"}
     for key in raw:
         if key not in known_sections:
             problems.append(f"{path.name}: unknown section [{key}]{_did_you_mean(key, known_sections)}")
+    bench_raw = raw.get("benchmarks", {})
     raw = _checked_sections(raw, problems)
 
     for name, m in raw.get("models", {}).items():
@@ -527,9 +550,48 @@ def load_matrix(path: str | Path | None = None) -> Matrix:
             matrix.prompt_gain.append(GainCheck(model, ds, g.get("baseline"), g.get("candidate"), threshold))
 
     _read_vlm_sections(raw, matrix, base, problems)
+    matrix.benchmarks = _benchmarks(bench_raw, matrix, problems)
     if problems:
         raise ConfigError(f"{path}:\n  " + "\n  ".join(problems))
     return matrix
+
+
+def _names(entry: dict, key: str, where: str, problems: list[str], example: str) -> tuple[str, ...] | None:
+    value = entry.get(key)
+    if value is None:
+        return None
+    if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+        problems.append(f"{where}: {key} = {value!r} must be a list of names, e.g. {example}")
+        return None
+    return tuple(value)
+
+
+def _benchmarks(entry, matrix: Matrix, problems: list[str]) -> BenchmarkSpec:
+    where = "[benchmarks]"
+    if not isinstance(entry, dict):
+        problems.append(f"{where} must be one table of settings ([benchmarks] then key = value lines), "
+                        f"not {_toml_type(entry)}")
+        return BenchmarkSpec()
+    problems += [f"{where}: unknown key {k!r}{_did_you_mean(k, BENCHMARK_KEYS)}" for k in entry if k not in BENCHMARK_KEYS]
+    models = _names(entry, "models", where, problems, '["my-clip"]')
+    for name in models or ():
+        if name not in matrix.models:
+            problems.append(f"{where}: {_unknown('model', name, matrix.models, 'models')}")
+    vlms = _names(entry, "random_vlms", where, problems, f"[{RANDOM_VLMS[1]!r}]") or ()
+    for name in vlms:
+        if name not in RANDOM_VLMS:
+            problems.append(f"{where}: random_vlms names {name!r}{_did_you_mean(name, RANDOM_VLMS)}; "
+                            f"known: {', '.join(RANDOM_VLMS)}")
+    batches = entry.get("batch_sizes")
+    if batches is not None and not (isinstance(batches, list) and batches and all(
+            isinstance(b, int) and not isinstance(b, bool) and b >= 1 for b in batches)):
+        problems.append(f"{where}: batch_sizes = {batches!r} must be a list of whole numbers of at least 1, e.g. [1, 8, 32]")
+        batches = None
+    return BenchmarkSpec(
+        models=models, random_architectures=_names(entry, "random_architectures", where, problems, '["ViT-B-32"]') or (),
+        random_vlms=tuple(v for v in vlms if v in RANDOM_VLMS),
+        batch_sizes=tuple(sorted(set(batches))) if batches else None,
+        rounds=_positive_int(entry, "rounds", where, problems))
 
 
 def _vlm_models_of(entry: dict, matrix: Matrix, where: str, problems: list[str], key: str = "models") -> list[str]:

@@ -77,6 +77,21 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"mmtests matrix error:\n{err}") from None
 
 
+def session_matrix(config: pytest.Config) -> Matrix:
+    """The matrix this session runs (--mm-config, narrowed by --mm-model/--mm-dataset)."""
+    return config.stash[MATRIX_KEY]
+
+
+def session_device(config: pytest.Config):
+    """The torch device --mm-device names (auto: CUDA when there is one)."""
+    import torch
+
+    from .workbench import default_device
+
+    choice = config.getoption("--mm-device")
+    return default_device() if choice == "auto" else torch.device(choice)
+
+
 def _answer_cases(matrix: Matrix) -> list[tuple]:
     """(check, question kind) pairs: kinds with a threshold, and for generated sets every kind (reported)."""
     from .data.shapes_qa import KINDS
@@ -178,7 +193,7 @@ class MMSession:
 
         from .baselines import BaselineWriter
         from .records import environment, session_writer
-        from .workbench import Workbench, default_device
+        from .workbench import Workbench
 
         self.config = config
         self.matrix = config.stash[MATRIX_KEY]
@@ -186,8 +201,7 @@ class MMSession:
         if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
             # xdist workers share the cores: one pool of threads each would oversubscribe them (measured 5x slower).
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
-        choice = config.getoption("--mm-device")
-        device = default_device() if choice == "auto" else torch.device(choice)
+        device = session_device(config)
         self.workbench = Workbench(self.matrix, device, config.getoption("--mm-batch-size"),
                                    online=config.getoption("--mm-online"),
                                    strict_images=True if config.getoption("--mm-strict-images") else None)

@@ -15,11 +15,10 @@ import torch
 from PIL import Image
 
 from ..adapters import DualEncoder, load_dual_encoder
-from ..config import Matrix, ModelSpec
+from ..config import DUAL_ENCODERS, Matrix, ModelSpec
 from .memory import Pass
 from .perf import synchronized
 
-RANDOM_ARCHITECTURES = ("ViT-B-32", "ViT-L-14")
 CAPTION = "a photo of a big red star."  # in the tiny CLIP's word vocabulary too
 MODALITIES = ("image", "text")
 
@@ -31,18 +30,24 @@ class BenchModel:
     weights: str  # "trained" or "random"
 
 
-def bench_models(matrix: Matrix, trained: tuple[str, ...] = ("tiny-clip",)) -> list[BenchModel]:
-    """The matrix's `trained` models, then open_clip's `RANDOM_ARCHITECTURES` with random weights."""
-    models = [BenchModel(name, matrix.models[name], "trained") for name in trained]
-    for arch in RANDOM_ARCHITECTURES:
+def bench_models(matrix: Matrix) -> list[BenchModel]:
+    """What the matrix's [benchmarks] names: its dual encoders (all of them without the section), then the
+    random-weight open_clip architectures it lists."""
+    models = [BenchModel(name, matrix.models[name], "trained") for name in matrix.benchmarked_models()
+              if matrix.models[name].backend in DUAL_ENCODERS]
+    for arch in matrix.benchmarks.random_architectures:
         label = f"{arch}-random-weights"
         models.append(BenchModel(label, ModelSpec(name=label, backend="open_clip", model=arch), "random"))
     return models
 
 
 def load(model: BenchModel, device: torch.device, seed: int = 0) -> DualEncoder:
+    """The entry's encoder through the suites' own loader (its dtype and quantization included), offline."""
+    from ..offline import hub_access
+
     torch.manual_seed(seed)  # random weights are the same on every run
-    return load_dual_encoder(model.spec, device)
+    with hub_access(False):
+        return load_dual_encoder(model.spec, device)
 
 
 def make_inputs(encoder: DualEncoder, modality: str, batch_size: int, seed: int = 0):

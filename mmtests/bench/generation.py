@@ -24,20 +24,30 @@ PROMPT_TOKENS = 24  # text tokens around the image, as in a one-line question wi
 class GenModel:
     label: str
     weights: str  # "trained" or "random"
-    matrix_name: str | None = None  # for trained models: the matrix entry
+    spec: object = None  # for trained models: the matrix entry (a ModelSpec)
+    architecture: str | None = None  # for random weights: a key of RANDOM
+
+
+def bench_models(matrix) -> list[GenModel]:
+    """What the matrix's [benchmarks] names: its LLaVA-style entries (all of them without the section), then
+    the random-weight architectures it lists."""
+    models = [GenModel(name, "trained", matrix.models[name]) for name in matrix.benchmarked_models()
+              if matrix.models[name].backend == "llava"]
+    return models + [GenModel(f"{arch}-random-weights", "random", architecture=arch)
+                     for arch in matrix.benchmarks.random_vlms]
 
 
 RANDOM = {
     # LLaVA-1.5-7B: CLIP ViT-L/14-336 (24 layers, 1024 wide, 576 patches), 2-layer MLP projector,
     # Llama-2-7B (32 layers, 4096 wide, 11008 MLP, 32 heads, 32064 vocabulary).
-    "llava-1.5-7b-shapes-random-weights": dict(
+    "llava-1.5-7b-shapes": dict(
         vision=dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
                     image_size=336, patch_size=14, projection_dim=768),
         text=dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
                   num_key_value_heads=32, vocab_size=32064, max_position_embeddings=4096)),
     # A CPU-sized cousin with the same structure: ViT-B/32 at 224 px (49 patches), 8-layer 512-wide
     # Llama; ~13 GFLOP a prefill (the 7B's is ~8 TFLOP), a few seconds on 2 cores.
-    "llava-reduced-random-weights": dict(
+    "llava-reduced": dict(
         vision=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
                     image_size=224, patch_size=32, projection_dim=512),
         text=dict(hidden_size=512, intermediate_size=1376, num_hidden_layers=8, num_attention_heads=8,
@@ -45,11 +55,11 @@ RANDOM = {
 }
 
 
-def random_llava(label: str, device: torch.device, dtype: torch.dtype, seed: int = 0):
+def random_llava(architecture: str, device: torch.device, dtype: torch.dtype, seed: int = 0):
     """A LLaVA-1.5-style model of the named sizes with random weights, built directly on `device`."""
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
-    sizes = RANDOM[label]
+    sizes = RANDOM[architecture]
     vision = CLIPVisionConfig(**sizes["vision"])
     text = LlamaConfig(**sizes["text"], bos_token_id=1, eos_token_id=2, pad_token_id=0)
     n_image = (vision.image_size // vision.patch_size) ** 2
@@ -118,21 +128,19 @@ def kv_cache_bytes(model, batch_size: int, length: int) -> int:
     return 2 * t.num_hidden_layers * batch_size * length * t.num_key_value_heads * head_dim * model.dtype.itemsize
 
 
-def load(model: GenModel, device: torch.device, matrix=None):
-    """The model to time: a matrix entry's checkpoint (trained) or a random-weight architecture."""
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+def load(model: GenModel, device: torch.device):
+    """The model to time: a matrix entry through the suites' own loader (its dtype, quantization, chat template
+    checks; a hub id not cached here is ModelUnavailable, a broken checkpoint an EntryError naming the file),
+    or a random-weight architecture (bf16 on CUDA, float32 on a CPU)."""
     if model.weights == "random":
-        return random_llava(model.label, device, dtype)
-    from transformers import AutoModelForImageTextToText
+        return random_llava(model.architecture, device, torch.bfloat16 if device.type == "cuda" else torch.float32)
+    from ..adapters.llava import VisionLanguageModel
+    from ..offline import hub_access
 
-    from ..adapters import ModelUnavailable
-    from ..config import load_matrix
-
-    spec = (matrix or load_matrix()).models[model.matrix_name]
-    try:
-        return AutoModelForImageTextToText.from_pretrained(spec.model, dtype=dtype).to(device).eval()
-    except OSError as err:
-        raise ModelUnavailable(f"{model.label}: {spec.model} cannot be loaded ({str(err).splitlines()[0]})") from err
+    spec = model.spec
+    with hub_access(False):
+        return VisionLanguageModel(spec.model, device, dtype=spec.dtype, generation=dict(spec.generation),
+                                   quantize=spec.quantize, entry=spec.name).model
 
 
 def passes_of(model: GenModel, device: str, new_tokens: int) -> Callable[[tuple[str, int]], Callable]:
