@@ -16,6 +16,7 @@ import pytest
 from .checks import FAIL, MEASURED, Check
 from .config import ConfigError, Matrix, load_matrix
 from .records import finish_run, hand_over_run_id, write_plan
+from .report.records_io import RUN_ID
 
 MARKERS = {
     "gpu": "needs a CUDA device; skipped without one",
@@ -49,6 +50,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--mm-shard", default=None, metavar="I/N",
                     help="run shard I of N (1-based): each model's checks go to one shard (by a stable hash of its "
                          "name); tests that belong to no model run in shard 1")
+    group.addoption("--mm-run-id", default=None, metavar="ID",
+                    help="the run id of the records (default: a UTC timestamp); CI shards of one run pass the same "
+                         "one, so that one report merges them: a sortable name, e.g. $(date -u +%%Y%%m%%dT%%H%%M%%SZ)")
     group.addoption("--mm-gpus", type=int, default=None, metavar="N",
                     help="with pytest-xdist: pin worker k to GPU k mod N (sets CUDA_VISIBLE_DEVICES per worker)")
     group.addoption("--mm-strict-images", action="store_true",
@@ -70,6 +74,10 @@ def pytest_configure(config: pytest.Config) -> None:
     if worker and gpus and "CUDA_VISIBLE_DEVICES" not in os.environ:
         # Set before anything imports torch in this worker: one device per worker, round robin.
         os.environ["CUDA_VISIBLE_DEVICES"] = str(int(worker.removeprefix("gw")) % gpus)
+    run_id = config.getoption("--mm-run-id")
+    if run_id is not None and not RUN_ID.fullmatch(run_id):
+        raise pytest.UsageError(f"--mm-run-id {run_id!r}: use letters, digits, '_', '.' and '-' only (it names a "
+                                "folder), e.g. 20261128T020000Z")
     try:
         matrix = load_matrix(config.getoption("--mm-config"))
         config.stash[MATRIX_KEY] = matrix.narrowed(config.getoption("--mm-model"), config.getoption("--mm-dataset"))

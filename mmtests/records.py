@@ -73,10 +73,19 @@ def _worker(config: pytest.Config) -> str | None:
 
 
 def start_run(config: pytest.Config) -> str:
-    """This session's run id, made on first use; an xdist worker takes its controller's (see `hand_over_run_id`)."""
+    """This session's run id, made on first use: --mm-run-id where given (CI shards of one run share it), an
+    xdist worker's controller's (see `hand_over_run_id`), else a new one."""
     if RUN_KEY not in config.stash:
-        config.stash[RUN_KEY] = getattr(config, "workerinput", {}).get(RUN_INPUT) or new_run_id()
+        config.stash[RUN_KEY] = (getattr(config, "workerinput", {}).get(RUN_INPUT) or config.getoption("--mm-run-id")
+                                 or new_run_id())
     return config.stash[RUN_KEY]
+
+
+def _writer_name(config: pytest.Config) -> str:
+    """`main`, or the xdist worker id; in a shard `shard2of4-main`, `shard2of4-gw0`: shards' files sit together."""
+    shard = config.getoption("--mm-shard")
+    name = _worker(config) or "main"
+    return f"shard{shard.replace('/', 'of')}-{name}" if shard else name
 
 
 def hand_over_run_id(node) -> None:
@@ -95,7 +104,7 @@ def session_writer(config: pytest.Config, env: dict | None = None) -> RecordWrit
     """This process's writer, made on first use (by the plan or by the session); `env` starts its records."""
     if WRITER_KEY not in config.stash:
         config.stash[WRITER_KEY] = RecordWriter(records_path(config), run_id=start_run(config),
-                                                writer=_worker(config) or "main")
+                                                writer=_writer_name(config), shard=config.getoption("--mm-shard"))
     writer = config.stash[WRITER_KEY]
     if env is not None:
         writer.start(env)
@@ -104,8 +113,8 @@ def session_writer(config: pytest.Config, env: dict | None = None) -> RecordWrit
 
 def write_plan(config: pytest.Config, test_ids: list[str]) -> None:
     """From pytest_collection_finish: the node ids of the checks this session will run. Nothing planned, nothing
-    written (a session of other tests leaves no run folder)."""
-    if test_ids:
+    written (a session of other tests leaves no run folder), except in a CI shard."""
+    if test_ids or config.getoption("--mm-shard"):  # a shard says it ran, even with nothing of its own to check
         session_writer(config).plan(test_ids)
 
 
@@ -157,10 +166,12 @@ def _current_test() -> str | None:
 class RecordWriter:
     """One session's (or one xdist worker's) records, a JSON line each, flushed as written; `close()` ends them."""
 
-    def __init__(self, path: str | Path, env: dict | None = None, *, run_id: str | None = None, writer: str = "main"):
+    def __init__(self, path: str | Path, env: dict | None = None, *, run_id: str | None = None, writer: str = "main",
+                 shard: str | None = None):
         self.records = Path(path)  # FILE: rewritten as the merged run on close()
         self.run_id = run_id or new_run_id()
         self.writer = writer
+        self.shard = shard  # "I/N" when the session is one shard of a run spread over CI jobs
         self.folder = runs_dir(self.records) / self.run_id
         self.path = self.folder / f"{writer}.jsonl"
         self.samples_path = self.folder / f"{writer}-samples.jsonl"
@@ -183,12 +194,14 @@ class RecordWriter:
         """The run header: the environment, once."""
         if not self.started:
             self.started = True
-            self._write({"kind": "run", "writer": self.writer, "started": time.time(), "environment": env})
+            self._write({"kind": "run", "writer": self.writer, "started": time.time(), "environment": env,
+                         **({"shard": self.shard} if self.shard else {})})
 
     def plan(self, test_ids: list[str]) -> None:
         """The checks this session collected (node ids): the report names those left without a figure."""
         self.planned.update(test_ids)
-        self._write({"kind": "plan", "writer": self.writer, "test_ids": list(test_ids)})
+        self._write({"kind": "plan", "writer": self.writer, "test_ids": list(test_ids),
+                     **({"shard": self.shard} if self.shard else {})})
 
     def figure(self, *, suite: str, test_id: str, metric: str, value: float | None, threshold: float | None = None,
                outcome: str | None = None, **fields) -> str:
@@ -229,7 +242,7 @@ class RecordWriter:
     def end(self, exitstatus: int | None = None) -> None:
         """The end line, with the planned and measured counts; once, and again only to say the run was interrupted."""
         interrupted = exitstatus == INTERRUPTED
-        if (self.ended and not interrupted) or not (self.started or self.planned):
+        if (self.ended and not interrupted) or not (self.started or self.planned or self.shard):
             return
         self.ended = True
         self._write({"kind": "end", "writer": self.writer, "finished": time.time(), "planned": len(self.planned),

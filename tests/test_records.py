@@ -178,3 +178,32 @@ def test_pytest_sessions_serial_xdist_and_killed(pytester, tmp_path, monkeypatch
     assert serial.read_bytes() == kept
     again = read_run(serial)
     assert again.run_id == one.run_id and [r.complete for r in again.newer] == [False]
+
+
+def test_ci_shards_of_one_run_merge_into_one_report(pytester, tmp_path):
+    """Each shard job writes its records under the shared --mm-run-id; their folders gathered into one, the
+    report reads one run, complete only when every shard wrote (here shard 2 has no check of its own)."""
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_suite=SUITE)
+    jobs = {i: tmp_path / f"shard-{i}" / "records.jsonl" for i in (1, 2)}
+    for i, records in jobs.items():
+        pytester.runpytest_subprocess(f"--mm-records={records}", f"--mm-shard={i}/2", "--mm-run-id=20260105T020000Z",
+                                      "-p", "no:cacheprovider")
+    gathered = tmp_path / "gathered" / "records.jsonl"
+    shutil.copytree(jobs[1].parent / "records.d", gathered.parent / "records.d")
+    only_one = build(gathered, tmp_path / "out-1")
+    assert only_one.incomplete
+    assert "**Incomplete run**: shard(s) 2/2 wrote no records" in only_one.report.read_text()
+    shutil.copytree(jobs[2].parent / "records.d", gathered.parent / "records.d", dirs_exist_ok=True)
+    run = read_run(gathered)
+    assert run.run_id == "20260105T020000Z" and run.shards == {2: {1, 2}} and run.complete
+    assert sorted(run.ends) == ["shard1of2-main", "shard2of2-main"] and len(run.figures) == 4
+    built = build(gathered, tmp_path / "out")
+    assert not built.incomplete and "from 2 shards of 2" in built.report.read_text()
+
+
+def test_a_run_id_that_cannot_name_a_folder_is_a_usage_error(pytester):
+    pytester.makepyfile(test_x="def test_x(): pass")
+    result = pytester.runpytest_subprocess("--mm-run-id=../x", "-p", "no:cacheprovider")
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(["*--mm-run-id '../x': use letters, digits*"])

@@ -40,14 +40,23 @@ def run_status(run: Run) -> str:
     planned, missing = len(dict.fromkeys(run.planned)), run.unmeasured()
     if run.complete is None:
         parts.append("Records of an older format: whether this run finished is not recorded.")
+    elif run.complete is False and not run.unended:
+        parts.append(f"**Incomplete run**: shard(s) {', '.join(run.missing_shards)} wrote no records (a CI job lost, "
+                     "or its records not gathered into this folder); the other shards' writers all ended"
+                     + (f"; {len(missing)} of {planned} checks the present shards planned have no figure: "
+                        f"{_checks(missing)}." if missing else "."))
     elif run.complete is False:
         killed = [w for w in run.unended if not run.ends[w]]
         why = "killed or crashed" if killed else "interrupted"
         text = f"**Incomplete run**: {why} (no end line from {', '.join(killed or run.unended)})"
         parts.append(text + (f": {len(missing)} of {planned} planned checks have no figure"
                              + (f": {_checks(missing)}." if missing else ".") if planned else "; its plan was not recorded."))
+        if run.missing_shards:
+            parts.append(f"Shard(s) {', '.join(run.missing_shards)} wrote no records.")
     else:
         text = f"Complete: every writer of the run ({', '.join(run.ends)}) recorded its end"
+        if run.shards:
+            text += f", from {', '.join(f'{len(seen)} shards of {n}' for n, seen in run.shards.items())}"
         if planned:
             text += f"; {planned - len(missing)} of {planned} planned checks have figures"
             if missing:

@@ -42,6 +42,13 @@ class Run:
     sources: list[Path] = field(default_factory=list)  # the files read, merged in this order
     samples: list[Path] = field(default_factory=list)
     newer: list[Run] = field(default_factory=list)  # later runs of the same records, shown here for lack of figures
+    shards: dict[int, set[int]] = field(default_factory=dict)  # shard count N -> indices I that wrote records
+
+    @property
+    def missing_shards(self) -> list[str]:
+        """Shards of a run spread over CI jobs (--mm-shard I/N) that wrote nothing: lost jobs, or artifacts not
+        gathered into this folder."""
+        return [f"{i}/{n}" for n, seen in sorted(self.shards.items()) for i in range(1, n + 1) if i not in seen]
 
     def select(self, suite: str, metric: str | None = None) -> list[dict]:
         return [f for f in self.figures if f["suite"] == suite and (metric is None or f["metric"] == metric)]
@@ -53,8 +60,8 @@ class Run:
 
     @property
     def complete(self) -> bool | None:
-        """Every writer ended; None for records of an older format, which have no end lines."""
-        return not self.unended if self.ends else None
+        """Every writer ended, and every shard wrote; None for records of an older format, which have no end lines."""
+        return not (self.unended or self.missing_shards) if self.ends else None
 
     def unmeasured(self) -> list[str]:
         """Planned checks with no figure (matched on node id, or on the test id for figures that lack one)."""
@@ -73,7 +80,13 @@ class Run:
         if kind == "run":
             if not self.environment and isinstance(record.get("environment"), dict):
                 self.environment = record["environment"]
+            problem = self._shard(record)
+            if problem:
+                return problem
         elif kind == "plan":
+            problem = self._shard(record)
+            if problem:
+                return problem
             ids = record.get("test_ids")
             if not isinstance(ids, list) or not all(isinstance(t, str) for t in ids):
                 return "a plan whose test_ids is not a list of strings"
@@ -85,6 +98,19 @@ class Run:
             return f"unknown record kind {kind!r}"
         if writer is not None:
             self.ends.setdefault(str(writer), [])  # a writer that started: it owes an end line
+        return None
+
+
+    def _shard(self, record: dict) -> str | None:
+        shard = record.get("shard")
+        if shard is None:
+            return None
+        try:
+            index, count = (int(x) for x in str(shard).split("/"))
+            assert 1 <= index <= count
+        except (ValueError, AssertionError):
+            return f"shard {shard!r} is not I/N"
+        self.shards.setdefault(count, set()).add(index)
         return None
 
 
