@@ -1,6 +1,10 @@
-"""The nightly job: suites, benchmarks, detection power, then the report, each in its own process.
+"""The nightly job: suites, benchmarks, detection power (with --faults), then the report, each in its own process.
 
-    python -m mmtests.nightly --out reports [--no-faults] [pytest args for the suites]
+    python -m mmtests.nightly --out reports [--faults] [pytest args for the suites]
+
+The suites are mmtests' own (`--pyargs mmtests.suites`), on the matrix --mm-config names (the embedded
+default without it); unit tests are CI's job (`.ci/run`). Detection power (`python -m mmtests.faults`, about
+4 minutes on 2 CPU cores) runs with --faults: weekly in the workflow, or `tox -e faults`.
 
 Every step runs even when an earlier one failed (the report is always written); the exit status is non-zero
 when any step failed, and the failed steps are named.
@@ -14,14 +18,15 @@ import sys
 from pathlib import Path
 
 
-def steps(out: Path, pytest_args: list[str], faults: bool = True) -> list[tuple[str, list[str]]]:
+def steps(out: Path, pytest_args: list[str], faults: bool = False) -> list[tuple[str, list[str]]]:
     records, benchmarks, detection = out / "records.jsonl", out / "benchmarks.json", out / "faults.json"
     py = [sys.executable, "-m"]
     power = [("faults", [*py, "mmtests.faults", "--json", str(detection)])] if faults else []
     return [
-        ("suites", [*py, "pytest", "--mm-records", str(records), "--mm-require-all", *pytest_args]),
+        ("suites", [*py, "pytest", "--pyargs", "mmtests.suites", "--mm-records", str(records), "--mm-require-all",
+                    *pytest_args]),
         ("benchmarks", [*py, "pytest", "benchmarks", "--benchmark-enable", "--benchmark-only",
-                        "--benchmark-json", str(benchmarks)]),
+                        "--benchmark-json", str(benchmarks), *_matrix_args(pytest_args)]),
         *power,
         ("report", [*py, "mmtests.report", "--records", str(records), "--benchmarks", str(benchmarks),
                     *(["--faults", str(detection)] if faults else []), "--out", str(out), "--fail-on-failure",
@@ -29,16 +34,31 @@ def steps(out: Path, pytest_args: list[str], faults: bool = True) -> list[tuple[
     ]
 
 
+def _matrix_args(pytest_args: list[str]) -> list[str]:
+    """The suites' --mm-config / --mm-device, passed on to the benchmarks: they time the same matrix."""
+    out, take = [], False
+    for arg in pytest_args:
+        if take:
+            out.append(arg)
+            take = False
+        elif arg in ("--mm-config", "--mm-device"):
+            out.append(arg)
+            take = True
+        elif arg.startswith(("--mm-config=", "--mm-device=")):
+            out.append(arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m mmtests.nightly", description=__doc__.split("\n\n")[0],
                                  allow_abbrev=False)
     ap.add_argument("--out", type=Path, default=Path("reports"), help="folder for records, benchmarks and the report")
-    ap.add_argument("--no-faults", action="store_true",
-                    help="skip the detection-power step (python -m mmtests.faults, about 4 minutes on 2 CPU cores)")
+    ap.add_argument("--faults", action="store_true",
+                    help="add the detection-power step (python -m mmtests.faults, about 4 minutes on 2 CPU cores)")
     args, pytest_args = ap.parse_known_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     failed = []
-    for name, command in steps(args.out, pytest_args, not args.no_faults):
+    for name, command in steps(args.out, pytest_args, args.faults):
         print(f"mmtests.nightly: {name}: {' '.join(command)}", flush=True)
         code = subprocess.call(command)  # pytest's 5 (no tests collected) is a failure too: nothing was checked
         if code != 0:

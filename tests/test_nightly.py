@@ -19,12 +19,20 @@ def test_every_step_runs_and_any_failure_fails_the_job(tmp_path, monkeypatch, ca
         return codes.get(name, 0)
 
     monkeypatch.setattr(nightly.subprocess, "call", call)
-    code = nightly.main(["--out", str(tmp_path / "r"), "-k", "zero_shot"])
+    code = nightly.main(["--out", str(tmp_path / "r"), "--faults", "-k", "zero_shot", "--mm-config", "my.toml"])
     assert [n for n, _ in ran] == ["suites", "benchmarks", "faults", "report"]
-    suites, report = ran[0][1], ran[3][1]
-    assert suites[2:] == ["pytest", "--mm-records", str(tmp_path / "r" / "records.jsonl"), "--mm-require-all",
-                          "-k", "zero_shot"]
+    suites, benchmarks, report = ran[0][1], ran[1][1], ran[3][1]
+    assert suites[2:] == ["pytest", "--pyargs", "mmtests.suites", "--mm-records", str(tmp_path / "r" / "records.jsonl"),
+                          "--mm-require-all", "-k", "zero_shot", "--mm-config", "my.toml"]
+    assert benchmarks[-2:] == ["--mm-config", "my.toml"]  # the benchmarks time the suites' matrix
     assert {"--fail-on-failure", "--compare-fail", "--faults"} <= set(report)
     out = capsys.readouterr().out
     assert code == (1 if failed else 0)
     assert (f"FAILED: {failed}" if failed else "all steps passed") in out
+
+
+def test_detection_power_is_opt_in(tmp_path, monkeypatch):
+    ran = []
+    monkeypatch.setattr(nightly.subprocess, "call", lambda command: ran.append(command) or 0)
+    assert nightly.main(["--out", str(tmp_path)]) == 0
+    assert not any("mmtests.faults" in c for c in ran) and "--faults" not in ran[-1]
