@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from mmtests.bench import contention, perf, trust
+from mmtests.errors import out_of_memory, out_of_memory_message
 from mmtests.plugin import session_device, session_matrix
 from mmtests.workbench import Workbench
 
@@ -48,6 +49,19 @@ def _contention(request: pytest.FixtureRequest):
     before = contention.sample()
     yield
     benchmark.extra_info.update(contention.figures(before, contention.sample(), torch.cuda.is_available()))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    """A benchmark that runs out of memory (loading or timing) fails with one line saying so and what to change."""
+    try:
+        return (yield)
+    except (MemoryError, RuntimeError) as err:
+        if not out_of_memory(err):
+            raise
+        message = out_of_memory_message(item.name, err, "lower [benchmarks] batch_sizes, drop the architecture from "
+                                                         "[benchmarks], or run on a machine with more memory")
+    pytest.fail(message, pytrace=False)
 
 
 _SETTLED: dict = {}

@@ -551,6 +551,10 @@ def load_matrix(path: str | Path | None = None) -> Matrix:
 
     _read_vlm_sections(raw, matrix, base, problems)
     matrix.benchmarks = _benchmarks(bench_raw, matrix, problems)
+    if not raw.get("models") and not problems:
+        problems.append(f"{path.name}: defines no model; a matrix needs at least one [models.NAME] entry "
+                        "(backend and model), and checks that use it (see the README, 'Your own models and datasets')")
+    matrix.evaluation = _evaluation(evaluation_raw, problems)
     if problems:
         raise ConfigError(f"{path}:\n  " + "\n  ".join(problems))
     return matrix
@@ -662,6 +666,13 @@ def _read_vlm_sections(raw: dict, matrix: Matrix, base: Path, problems: list[str
             mins = {}
         for kind in mins:
             _number(mins, kind, f"{where} min_accuracy", problems)
+        if qs and matrix.question_sets[qs].questions == "shapes":
+            from .data.shapes_qa import KINDS
+
+            for kind in [k for k in mins if k not in KINDS]:
+                problems.append(f"{where}: min_accuracy names question kind {kind!r}{_did_you_mean(kind, KINDS)}, "
+                                "which the shapes questions do not have")
+                mins = {k: v for k, v in mins.items() if k != kind}
         for model in _vlm_models_of(a, matrix, where, problems):
             if qs:
                 matrix.answers.append(AnswerCheck(model, qs, tuple(sorted(mins.items()))))

@@ -15,7 +15,8 @@ import pytest
 
 from .checks import FAIL, MEASURED, Check
 from .config import ConfigError, Matrix, load_matrix
-from .records import finish_run, hand_over_run_id, write_plan
+from .errors import RecordsUnwritable
+from .records import finish_run, hand_over_run_id, record_usage_error, write_plan
 from .report.records_io import RUN_ID
 
 MARKERS = {
@@ -26,6 +27,7 @@ MARKERS = {
 }
 PACKAGE = Path(__file__).resolve().parent
 MATRIX_KEY = pytest.StashKey[Matrix]()
+DESELECTED_CHECKS = pytest.StashKey[bool]()  # a selection (-k, -m, --mm-shard) left out checks of mmtests
 OUTCOME = "mm_outcome"  # user property of a test whose figures were measured, none judged
 T = TypeVar("T")
 
@@ -82,6 +84,7 @@ def pytest_configure(config: pytest.Config) -> None:
         matrix = load_matrix(config.getoption("--mm-config"))
         config.stash[MATRIX_KEY] = matrix.narrowed(config.getoption("--mm-model"), config.getoption("--mm-dataset"))
     except ConfigError as err:
+        record_usage_error(config, f"matrix error: {err}")
         raise pytest.UsageError(f"mmtests matrix error:\n{err}") from None
 
 
@@ -230,7 +233,7 @@ class MMSession:
     def available(self, measure: Callable[..., T], *args, test_id: str, suite: str) -> T:
         """Run a measurement. Missing weights or data (not available here) become a recorded skip with the
         reason, or a failure under --mm-require-all; an entry that exists but is broken is a failure."""
-        from .errors import DatasetUnavailable, EntryError, ModelUnavailable
+        from .errors import DatasetUnavailable, EntryError, ModelUnavailable, out_of_memory, out_of_memory_message
 
         absent = broken = None
         try:
@@ -240,12 +243,10 @@ class MMSession:
         except EntryError as err:
             broken = str(err)
         except (MemoryError, RuntimeError) as err:  # torch.OutOfMemoryError is a RuntimeError
-            text = str(err)
-            if not isinstance(err, MemoryError) and "out of memory" not in text.lower() and "allocate" not in text:
+            if not out_of_memory(err):
                 raise
-            broken = (f"{test_id}: out of memory ({err.__class__.__name__}: {text.splitlines()[0][:300] if text else ''}); "
-                      "this is not a missing model: lower --mm-batch-size, use a smaller dtype, or run on a "
-                      "machine with more memory")
+            broken = out_of_memory_message(test_id, err, "lower --mm-batch-size, use a smaller dtype, or run on a "
+                                                         "machine with more memory")
         # Outside the except blocks, so the message is shown once, without the chained traceback.
         if broken is not None:
             self.records.figure(suite=suite, test_id=test_id, metric="usable", value=None, outcome="fail", reason=broken)
@@ -329,10 +330,36 @@ def mm(request: pytest.FixtureRequest):
     """The session's `MMSession`: matrix, workbench (cached measurements), records and the judge."""
     session = MMSession(request.config)
     yield session
-    session.records.close()  # the end line, then FILE rewritten as this run's merged records
+    try:
+        session.records.close()  # the end line, then FILE rewritten as this run's merged records
+    except OSError as err:  # the records location went away or filled up: said once, nothing else lost
+        request.config.get_terminal_writer().line(f"\nmmtests: {err}", red=True)
     if session.saving:
         for path in session.write_baselines():
             print(f"\nmmtests: baseline written to {path}")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    """Records that cannot be written, or memory that runs out, fail the check with one line naming the cause
+    and the fix, no traceback (formatting a traceback full of tensors can itself run out of memory)."""
+    from .errors import out_of_memory, out_of_memory_message
+
+    try:
+        return (yield)
+    except RecordsUnwritable as err:
+        message = str(err)
+    except (MemoryError, RuntimeError) as err:
+        if not is_mmtests_item(item) or not out_of_memory(err):
+            raise
+        message = out_of_memory_message(item.name, err, "lower --mm-batch-size, use a smaller dtype, or run on a "
+                                                        "machine with more memory")
+    pytest.fail(message, pytrace=False)
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    if any("mm" in getattr(item, "fixturenames", ()) for item in items):
+        items[0].config.stash[DESELECTED_CHECKS] = True
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
@@ -346,7 +373,10 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     """The checks this session will run, recorded first: the report names those a crash left without a figure."""
     planned = [item.nodeid for item in session.items if "mm" in getattr(item, "fixturenames", ())]
     try:
-        write_plan(session.config, planned)
+        write_plan(session.config, planned, selected_none=not session.items and session.config.stash.get(
+            DESELECTED_CHECKS, False))
+    except RecordsUnwritable as err:
+        raise pytest.UsageError(f"mmtests: {err}") from None
     except OSError as err:  # read-only or full: say so before anything is measured, once
         raise pytest.UsageError(
             f"mmtests: the records location {session.config.getoption('--mm-records')!r} cannot be written "

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from .errors import RecordsUnwritable
 from .report.records_io import atomic_write, merged, read_folder, run_folders, runs_dir, sample_files, writer_files
 
 PACKAGES = ("torch", "torchvision", "transformers", "open_clip_torch", "datasets", "mmtests")
@@ -111,11 +112,25 @@ def session_writer(config: pytest.Config, env: dict | None = None) -> RecordWrit
     return writer
 
 
-def write_plan(config: pytest.Config, test_ids: list[str]) -> None:
+def write_plan(config: pytest.Config, test_ids: list[str], selected_none: bool = False) -> None:
     """From pytest_collection_finish: the node ids of the checks this session will run. Nothing planned, nothing
-    written (a session of other tests leaves no run folder), except in a CI shard."""
-    if test_ids or config.getoption("--mm-shard"):  # a shard says it ran, even with nothing of its own to check
+    written (a session of other tests leaves no run folder), except in a CI shard (it says it ran, even with
+    nothing of its own to check) and when a selection (-k, -m) left none of mmtests' checks and nothing else
+    (`selected_none`): the report then says the newest session measured nothing, rather than show an older one."""
+    if test_ids or selected_none or config.getoption("--mm-shard"):
         session_writer(config).plan(test_ids)
+
+
+def record_usage_error(config: pytest.Config, error: str) -> None:
+    """A session stopped by a matrix error before collecting: its run says so (exit status 4), so the report of
+    these records does not present the previous run as the newest. Best effort: unwritable records stay unsaid."""
+    try:
+        writer = session_writer(config)
+        writer.plan([])
+        writer.end(4, error=error)
+        writer.close()
+    except OSError:
+        pass
 
 
 def finish_run(config: pytest.Config, exitstatus: int | None = None) -> None:
@@ -179,16 +194,31 @@ class RecordWriter:
         self.planned: set[str] = set()
         self.measured: set[str] = set()  # node ids (or test ids) with a figure
         self.figures = 0
-        self.started = self.ended = False
+        self.started = self.ended = self.written = False
         if env is not None:
             self.start(env)
 
     def _write(self, record: dict) -> None:
-        if self._file is None:  # opened on the first record: a session that records nothing leaves no file
-            self.folder.mkdir(parents=True, exist_ok=True)
-            self._file = self.path.open("a", encoding="utf-8")
-        self._file.write(json.dumps({"kind": record.pop("kind"), "run_id": self.run_id, **record}) + "\n")
-        self._file.flush()
+        kind = record.pop("kind")
+        lost = (f": figure {record.get('test_id')} {record.get('metric')} was measured but not recorded"
+                if kind == "figure" else "")
+        self._append("_file", self.path, {"kind": kind, "run_id": self.run_id, **record}, lost)
+
+    def _append(self, handle: str, path: Path, record: dict, lost: str = "") -> None:
+        """One JSON line, flushed; the file opened on its first line (a session that records nothing leaves none).
+        A file that stops taking lines is a RecordsUnwritable naming it, what was lost and the fix."""
+        try:
+            if getattr(self, handle) is None:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                setattr(self, handle, path.open("a", encoding="utf-8"))
+            f = getattr(self, handle)
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            self.written = True
+        except OSError as err:
+            raise RecordsUnwritable(
+                f"records file {path} cannot be written ({err.strerror or err}){lost}; free space or raise the "
+                "file-size limit (ulimit -f), or pass --mm-records with another location") from None
 
     def start(self, env: dict) -> None:
         """The run header: the environment, once."""
@@ -233,21 +263,21 @@ class RecordWriter:
     def samples(self, *, model: str, key: str, samples: dict) -> None:
         """Per-sample outcomes of one check, one JSON line, in a file beside the records (as lmms-eval's
         --log_samples): a red gate can be read sample by sample, and two runs compared item by item."""
-        if self._samples is None:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            self._samples = self.samples_path.open("a", encoding="utf-8")
-        self._samples.write(json.dumps({"run_id": self.run_id, "model": model, "key": key, "samples": samples}) + "\n")
-        self._samples.flush()
+        record = {"run_id": self.run_id, "model": model, "key": key, "samples": samples}
+        self._append("_samples", self.samples_path, record, f": the per-sample outcomes of {model} {key} were not recorded")
 
-    def end(self, exitstatus: int | None = None) -> None:
-        """The end line, with the planned and measured counts; once, and again only to say the run was interrupted."""
+    def end(self, exitstatus: int | None = None, error: str | None = None) -> None:
+        """The end line, with the planned and measured counts and pytest's exit status (and `error`, why the
+        session stopped before measuring); once, and again only to say the run was interrupted. A writer that
+        wrote nothing writes no end."""
         interrupted = exitstatus == INTERRUPTED
-        if (self.ended and not interrupted) or not (self.started or self.planned or self.shard):
+        if (self.ended and not interrupted) or not self.written:
             return
         self.ended = True
         self._write({"kind": "end", "writer": self.writer, "finished": time.time(), "planned": len(self.planned),
                      "measured": len(self.measured), "figures": self.figures,
                      **({} if exitstatus is None else {"exitstatus": int(exitstatus)}),
+                     **({"error": error} if error else {}),
                      **({"interrupted": True} if interrupted else {})})
 
     def close(self) -> None:

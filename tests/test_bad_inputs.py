@@ -456,7 +456,10 @@ CHECKPOINTS = {
     "62-llava-safetensors-truncated": ("tiny-llava", "model.safetensors", half,
                                        r"\[models.m\]: '.*/model.safetensors' cannot be loaded \(SafetensorError"),
     "65-llava-no-processor-config": ("tiny-llava", "processor_config.json", None,
-                                     r"\[models.m\]: .*processor_config.json in '.*' cannot be loaded \(OSError: "),
+                                     r"\[models.m\]: model folder '.*' has no image processor settings \(processor_config"
+                                     r".json or preprocessor_config.json; it holds .*\); save the processor into it"),
+    "hf-clip-no-preprocessor-config": ("tiny-clip/hf", "preprocessor_config.json", None,
+                                       r"\[models.m\]: model folder '.*' has no image processor settings"),
 }
 
 
@@ -599,3 +602,81 @@ def test_an_unwritable_records_location_stops_before_measuring(pytester, tmp_pat
                                            "-m", "clip", f"--mm-records={blocker / 'records.jsonl'}")
     assert result.ret == 4
     result.stderr.fnmatch_lines(["*records location*cannot be written*pass --mm-records with a writable path*"])
+
+
+# ---------------------------------------------------------------------------------------------- matrix
+
+def test_15_an_empty_matrix_is_an_error_not_an_empty_run(tmp_path):
+    from mmtests.config import ConfigError
+
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    with pytest.raises(ConfigError, match=r"empty.toml: defines no model; a matrix needs at least one \[models.NAME\]"):
+        load_matrix(empty)
+
+
+def test_20_a_floor_for_a_question_kind_the_questions_do_not_have_is_named(tmp_path):
+    from mmtests.config import ConfigError
+
+    text = (pathlib.Path(load_matrix().path).read_text()
+            .replace('min_accuracy = { colour = ', 'min_accuracy = { color = ', 1))
+    assert "color = " in text
+    matrix = tmp_path / "m.toml"
+    matrix.write_text(text.replace('"zoo/', f'"{ZOO}/'))
+    with pytest.raises(ConfigError, match=r"min_accuracy names question kind 'color' \(did you mean 'colour'\?\)"):
+        load_matrix(matrix)
+
+
+# ---------------------------------------------------------------------------------------------- resources
+
+def test_89_out_of_memory_while_building_a_model_is_not_called_unavailable(monkeypatch):
+    import open_clip
+
+    from mmtests.adapters import load_dual_encoder
+    from mmtests.errors import ModelUnavailable, out_of_memory
+
+    def no_memory(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: 16777216 bytes")
+
+    monkeypatch.setattr(open_clip, "create_model_and_transforms", no_memory)
+    with pytest.raises(RuntimeError) as err:
+        load_dual_encoder(ModelSpec("vit", "open_clip", "ViT-L-14"), CPU)
+    assert not isinstance(err.value, ModelUnavailable) and out_of_memory(err.value)
+
+
+def test_91_records_that_stop_taking_lines_name_the_file_what_was_lost_and_the_fix(tmp_path):
+    from mmtests.errors import RecordsUnwritable
+    from mmtests.records import RecordWriter
+
+    class Full:
+        def write(self, _):
+            raise OSError(27, "File too large")
+
+        def flush(self):
+            pass
+
+        def close(self):
+            pass
+
+    writer = RecordWriter(tmp_path / "records.jsonl", {"device": "cpu"}, run_id="R")
+    writer._file = writer._samples = Full()
+    with pytest.raises(RecordsUnwritable, match=r"records file .*main.jsonl cannot be written \(File too large\): "
+                                                r"figure m/d/p top1 was measured but not recorded; free space or raise"):
+        writer.figure(suite="zero_shot", test_id="m/d/p", metric="top1", value=0.5)
+    with pytest.raises(RecordsUnwritable, match=r"main-samples.jsonl .*the per-sample outcomes of m k were not recorded"):
+        writer.samples(model="m", key="k", samples={})
+
+
+def test_85_a_session_stopped_by_a_matrix_error_or_selecting_nothing_says_so_in_the_records(pytester, tmp_path):
+    from mmtests.report.records_io import read_folder, run_folders
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[models.x]\nbackend = "nope"\nmodel = "y"\n')
+    records = tmp_path / "r" / "records.jsonl"
+    assert pytester.runpytest_subprocess("--pyargs", "mmtests.suites", "-p", "no:cacheprovider", f"--mm-config={bad}",
+                                         f"--mm-records={records}").ret == 4
+    assert pytester.runpytest_subprocess("--pyargs", "mmtests.suites", "-p", "no:cacheprovider", "-k", "nomatchatall",
+                                         f"--mm-records={records}").ret == 5
+    ends = [read_folder(f).ends["main"][0] for f in run_folders(records)]
+    assert [e["exitstatus"] for e in ends] == [4, 5]
+    assert "matrix error" in ends[0]["error"] and "backend = 'nope'" in ends[0]["error"]

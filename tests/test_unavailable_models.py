@@ -144,7 +144,9 @@ def test_hf_clip_folder_that_does_not_exist(tmp_path, monkeypatch):
     (lambda d: [(d / f).unlink() for f in ("tokenizer.json", "tokenizer_config.json")],
      r"has no tokenizer files \(tokenizer.json, .*; it holds config.json, model.safetensors, preprocessor_config.json\)"),
     (lambda d: (d / "tokenizer.json").write_text("{}"), r"tokenizer.json, tokenizer_config.json in '.*' cannot be loaded"),
-    (lambda d: (d / "preprocessor_config.json").unlink(), r"'.*/preprocessor_config.json' cannot be loaded \(OSError"),
+    (lambda d: (d / "preprocessor_config.json").unlink(), r"has no image processor settings \(processor_config.json or "
+     r"preprocessor_config.json; it holds config.json, model.safetensors, tokenizer.json, tokenizer_config.json\)"),
+    (lambda d: (d / "preprocessor_config.json").write_text("{"), r"'.*/preprocessor_config.json' cannot be loaded"),
 ])
 def test_hf_clip_folder_that_does_not_load(tmp_path, damage, message):
     folder = copy(tmp_path, "tiny-clip/hf")

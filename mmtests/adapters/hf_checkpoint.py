@@ -13,6 +13,7 @@ from pathlib import Path
 from ..config import is_local_path
 from ..errors import EntryError, ModelUnavailable
 
+PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json")
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "vocab.txt", "tokenizer.model", "spiece.model",
                    "sentencepiece.bpe.model")
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.safetensors.index.json", "*.bin.index.json")
@@ -82,6 +83,14 @@ class Checkpoint:
                 f"{self.where}: model folder {str(self.path)!r} has no tokenizer files ({', '.join(TOKENIZER_FILES)}; "
                 f"it holds {self.listing()}); save the tokenizer into it (tokenizer.save_pretrained) so the "
                 "model's own vocabulary is used")
+
+    def check_processor_files(self) -> None:
+        """A local folder without the image processor's settings cannot preprocess images as the model was trained."""
+        if self.local and not any((self.path / f).is_file() for f in PROCESSOR_FILES):
+            raise EntryError(
+                f"{self.where}: model folder {str(self.path)!r} has no image processor settings "
+                f"({' or '.join(PROCESSOR_FILES)}; it holds {self.listing()}); save the processor into it "
+                "(processor.save_pretrained) so images are resized and normalised as the model was trained")
 
     def load(self, files: str, loader):
         """`loader()`; a hub checkpoint missing here is unavailable, anything else failing is broken."""

@@ -25,6 +25,7 @@ class HFClipEncoder(DualEncoder):
         # load as configured is an EntryError naming the file.
         checkpoint = Checkpoint(name, model)
         checkpoint.check_tokenizer_files()
+        checkpoint.check_processor_files()
         self.model = checkpoint.load_model(AutoModel).to(device).eval()
         self.image_processor = checkpoint.load("preprocessor_config.json",
                                                lambda: AutoImageProcessor.from_pretrained(model))

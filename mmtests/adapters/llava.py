@@ -57,6 +57,7 @@ class VisionLanguageModel:
         # load as configured is an EntryError naming the file. `entry`: the matrix entry, for messages.
         checkpoint = Checkpoint(entry, model_id, online=online)
         checkpoint.check_tokenizer_files()
+        checkpoint.check_processor_files()
         self.processor = checkpoint.load(", ".join(filter(None, (checkpoint.tokenizer_files(), "processor_config.json"))),
                                          lambda: AutoProcessor.from_pretrained(model_id, local_files_only=not online))
         checkpoint.check_vocabulary(self.processor.tokenizer)

@@ -13,6 +13,7 @@ from PIL import Image
 from torchvision.transforms import Compose, Normalize, ToTensor
 
 from ..config import is_local_path
+from ..errors import out_of_memory
 from .base import DualEncoder, EntryError, ModelUnavailable
 from .hf_checkpoint import TOKENIZER_FILES
 
@@ -36,8 +37,8 @@ class OpenClipEncoder(DualEncoder):
                     f"[models.{name}]: {local_files} cannot be loaded by open_clip ({reason}); re-export the "
                     f"checkpoint with its config, or fix 'model' / 'pretrained' in [models.{name}]"
                 ) from err
-            if not isinstance(err, (FileNotFoundError, RuntimeError, OSError)):
-                raise
+            if not isinstance(err, (FileNotFoundError, RuntimeError, OSError)) or out_of_memory(err):
+                raise  # out of memory is the machine's limit, not a model missing here
             where = f"'{model}'" + (f" with pretrained '{pretrained}'" if pretrained else "")
             raise ModelUnavailable(
                 f"[models.{name}]: open_clip model {where} could not be loaded here ({reason}). "
