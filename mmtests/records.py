@@ -268,10 +268,12 @@ class RecordWriter:
 
     def end(self, exitstatus: int | None = None, error: str | None = None) -> None:
         """The end line, with the planned and measured counts and pytest's exit status (and `error`, why the
-        session stopped before measuring); once, and again only to say the run was interrupted. A writer that
-        wrote nothing writes no end."""
+        session stopped before measuring); once, and again only to say the session did not end normally. A
+        writer that wrote nothing writes no end."""
         interrupted = exitstatus == INTERRUPTED
-        if (self.ended and not interrupted) or not self.written:
+        # After the `mm` fixture's end line, pytest's own exit status is written again only when the session did
+        # not end normally: interrupted (2), an internal error (3), a usage error (4).
+        if (self.ended and exitstatus not in (INTERRUPTED, 3, 4)) or not self.written:
             return
         self.ended = True
         self._write({"kind": "end", "writer": self.writer, "finished": time.time(), "planned": len(self.planned),

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from .adapters.llava import Generation, VisionLanguageModel
 from .config import AttentionCheck, QuestionSet
 from .data.shapes_qa import QA, question_set
-from .errors import EntryError
+from .errors import DatasetUnavailable, EntryError, ModelUnavailable
 from .evaluation import attention as A
 from .evaluation.answers import is_correct
 from .offline import hub_access
@@ -62,7 +62,7 @@ class VLMBench:
         self.matrix = workbench.matrix
         from .workbench import _memo
 
-        self.model = _memo(self._model)
+        self.model = _memo(self._model, (ModelUnavailable, DatasetUnavailable, EntryError))  # a broken entry: tried once
         self.questions = _memo(self._questions)
         self.answers = _memo(self._answers)
         self.rerun = _memo(self._rerun)

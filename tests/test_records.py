@@ -207,3 +207,94 @@ def test_a_run_id_that_cannot_name_a_folder_is_a_usage_error(pytester):
     result = pytester.runpytest_subprocess("--mm-run-id=../x", "-p", "no:cacheprovider")
     assert result.ret == 4
     result.stderr.fnmatch_lines(["*--mm-run-id '../x': use letters, digits*"])
+
+
+def write_run(records, run_id, *lines):
+    """A run folder written by hand: the lines a session of the plugin leaves, as JSON."""
+    folder = records.parent / "records.d" / run_id
+    folder.mkdir(parents=True)
+    (folder / "main.jsonl").write_text("".join(json.dumps({"run_id": run_id, "writer": "main", **r}) + "\n"
+                                               for r in lines))
+
+
+def test_a_newer_session_stopped_by_a_usage_error_is_named_and_fails(tmp_path, monkeypatch, capsys):
+    records, out = tmp_path / "records.jsonl", tmp_path / "out"
+    session(records, R1, monkeypatch)
+    write_run(records, R2, {"kind": "plan", "test_ids": []},
+              {"kind": "end", "exitstatus": 4, "error": "mmtests matrix error:\n/m.toml:\n  [[zero_shot]] #1: bad"})
+    built = build(records, out)
+    text = built.report.read_text()
+    assert text.startswith(f"# mmtests report: {R1}\n")
+    assert (f"**This report shows run {R1}, not the newer run {R2}**: that run recorded no figure; its session "
+            "ended: usage error (exit status 4): mmtests matrix error: /m.toml: [[zero_shot]] #1: bad.") in text
+    assert built.measured_nothing and not built.incomplete
+    assert main(["--records", str(records), "--out", str(out)]) == 0
+    assert main(["--records", str(records), "--out", str(out), "--fail-on-failure"]) == 1
+    assert (f"mmtests.report: the newest session, run {R2}, recorded no figure: usage error (exit status 4): "
+            f"mmtests matrix error: /m.toml: [[zero_shot]] #1: bad; this report shows the earlier run {R1}"
+            ) in capsys.readouterr().err
+
+
+def test_a_newer_session_that_selected_no_check_is_named_and_fails(tmp_path, monkeypatch):
+    records, out = tmp_path / "records.jsonl", tmp_path / "out"
+    session(records, R1, monkeypatch)
+    write_run(records, R2, {"kind": "plan", "test_ids": []}, {"kind": "end", "exitstatus": 5})
+    text = build(records, out).report.read_text()
+    assert f"not the newer run {R2}**: that run recorded no figure; its session ended: no checks selected (exit " \
+           "status 5" in text
+    assert main(["--records", str(records), "--out", str(out), "--fail-on-failure"]) == 1
+    write_run(records, R3, {"kind": "plan", "test_ids": []}, {"kind": "run", "error": "nothing matched -k"},
+              {"kind": "end", "exitstatus": 5})  # the error may come in the run line
+    assert f"not the newer run {R3}**: that run recorded no figure; its session ended: no checks selected (exit " \
+           "status 5: pytest collected no test; a -k, -m or path that matches none?): nothing matched -k." \
+           in build(records, out).report.read_text()
+
+
+def test_a_session_that_crashed_with_an_internal_error_is_incomplete(tmp_path, monkeypatch, capsys):
+    records, out = tmp_path / "records.jsonl", tmp_path / "out"
+    writer = session(records, R1, monkeypatch, NODES[:1], close=False)
+    writer.end(3)  # pytest's INTERNALERROR: the session still ends, with exit status 3
+    writer.close()
+    built = build(records, out)
+    text = built.report.read_text()
+    assert ("**Incomplete run**: crashed: pytest internal error (exit status 3), in main: 3 of 4 planned checks "
+            "have no figure") in text
+    assert built.incomplete and "this run did not finish: it is not added to the history" in text
+    assert main(["--records", str(records), "--out", str(out), "--fail-on-failure"]) == 1
+    assert "the run did not finish" in capsys.readouterr().err
+
+
+def test_a_newest_session_that_crashed_before_any_figure_fails(tmp_path, monkeypatch, capsys):
+    records, out = tmp_path / "records.jsonl", tmp_path / "out"
+    write_run(records, R1, {"kind": "run", "environment": ENV}, {"kind": "plan", "test_ids": NODES},
+              {"kind": "end", "exitstatus": 3})
+    assert "**Incomplete run**: crashed: pytest internal error (exit status 3), in main: 4 of 4" in \
+        build(records, out).report.read_text()
+    assert main(["--records", str(records), "--out", str(out), "--fail-on-failure"]) == 1
+    assert f"mmtests.report: run {R1} recorded no figure: crashed: pytest internal error (exit status 3)" in \
+        capsys.readouterr().err
+
+
+def test_exit_status_1_and_5_with_figures_are_normal_ends(tmp_path, monkeypatch):
+    for status in (0, 1, 5):
+        records = tmp_path / str(status) / "records.jsonl"
+        writer = session(records, R1, monkeypatch, close=False)
+        writer.end(status)
+        writer.close()
+        built = build(records, tmp_path / str(status) / "out")
+        assert not built.incomplete and not built.measured_nothing
+        assert "Complete: every writer of the run (main) recorded its end" in built.report.read_text()
+
+
+def test_a_session_that_ends_in_an_internal_error_after_its_end_line_says_so(tmp_path, monkeypatch):
+    """The `mm` fixture writes the end line at teardown; pytest's exit status 3 (INTERNALERROR) comes after it
+    and is written too, so the report does not call the run complete."""
+    records = tmp_path / "records.jsonl"
+    writer = session(records, R1, monkeypatch, NODES, close=False)
+    writer.end()
+    writer.end(1)  # failed tests: a normal end, not written twice
+    writer.end(3)
+    writer.close()
+    run = read_run(records)
+    assert [e.get("exitstatus") for e in run.ends["main"]] == [None, 3]
+    assert run.complete is False

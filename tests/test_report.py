@@ -131,3 +131,58 @@ def test_an_error_leaves_no_partial_output_folder(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         build(records, tmp_path / "out")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == []  # no run folder, no history, no latest.md
+
+
+@pytest.mark.parametrize("content", ["", "\n  \n"])
+def test_an_empty_records_file_is_a_clear_error(tmp_path, capsys, content):
+    records = tmp_path / "records.jsonl"
+    records.write_text(content)
+    assert main(["--records", str(records), "--out", str(tmp_path / "o"), "--fail-on-failure"]) == 2
+    err = capsys.readouterr().err
+    assert f"records file {records} is empty: nothing was recorded (did the session run any mmtests check?)" in err
+    assert not (tmp_path / "o").exists()
+    text = build(records, tmp_path / "out").report.read_text()  # called directly, the report says so too
+    assert "**Nothing recorded**" in text and "Records of an older format" not in text
+
+
+def test_records_without_a_run_header_say_the_environment_is_unknown(tmp_path):
+    records = write_records(tmp_path, [json.dumps(r) for r in FIGURES])
+    text = build(records, tmp_path / "out").report.read_text()
+    assert "- no run header (environment) line: the device, package versions and git sha of this run are unknown" in text
+    assert re.search(r"\|\s*git\s*\|\s*unknown\s*\|", text) and "not a git checkout" not in text
+    assert "0.900 ✅ (≥ 0.80)" in text  # the figures are all kept
+    with_header = build(write_records(tmp_path, [json.dumps(r) for r in [RUN, *FIGURES]]), tmp_path / "out2")
+    assert "no run header" not in with_header.report.read_text()
+
+
+UNREADABLE_FIGURES = {  # a figure line the report cannot read, and why; each hides a failed figure
+    "no outcome": ({k: v for k, v in FIGURES[2].items() if k != "outcome"}, "a figure without 'outcome'"),
+    "no suite": ({k: v for k, v in FIGURES[2].items() if k != "suite"}, "a figure without 'suite'"),
+    "string value": (FIGURES[2] | {"value": "0.4"}, "value '0.4' is a str, not a number"),
+}
+
+
+@pytest.mark.parametrize("case", UNREADABLE_FIGURES)
+def test_unreadable_figure_lines_are_counted_and_fail_the_gate(tmp_path, capsys, case):
+    line, why = UNREADABLE_FIGURES[case]
+    records = write_records(tmp_path, [json.dumps(r) for r in [RUN, *FIGURES[:2], line, line]])
+    built = build(records, tmp_path / "out")
+    text = built.report.read_text()
+    assert not built.failed and len(built.unreadable) == 2 and built.unreadable[0].startswith(f"{records}:4: {why}")
+    headline = text.split("\n\n")[1]
+    assert headline.startswith(f"**2 figure lines could not be read** ({why}") and "cannot be judged" in headline
+    assert f"- {records}:4: {why}" in text and f"- {records}:5: {why}" in text
+    assert main(["--records", str(records), "--out", str(tmp_path / "o")]) == 0  # reported; the gate is opt-in
+    assert main(["--records", str(records), "--out", str(tmp_path / "o"), "--fail-on-failure"]) == 1
+    err = capsys.readouterr().err
+    assert f"mmtests.report: 2 figure lines could not be read ({records}:4: {why}" in err
+    assert "the run cannot be judged" in err
+
+
+def test_a_run_whose_figure_lines_are_all_unreadable_is_still_the_one_reported(tmp_path):
+    older = [RUN | {"run_id": "20250101T000000Z"}, FIGURES[1] | {"run_id": "20250101T000000Z"}]
+    broken = FIGURES[2] | {"value": "0.4"}
+    records = write_records(tmp_path, [json.dumps(r) for r in [*older, RUN, broken]])
+    built = build(records, tmp_path / "out")
+    assert built.report.parent.name == RUN["run_id"] and built.unreadable
+    assert "**1 figure line could not be read** (value '0.4' is a str, not a number)" in built.report.read_text()

@@ -248,3 +248,20 @@ def test_latest_is_not_replaced_by_an_older_run(tmp_path, capsys):
     assert (out / "latest.md").read_text().startswith("# mmtests report: 20260102T000000Z\n")
     main(["--records", str(one_figure(tmp_path, "20260101T000000Z")), "--out", str(out)])
     assert "latest.md shows a newer run and was left as it was" in capsys.readouterr().out
+
+
+def test_a_history_file_without_figures_is_skipped_for_the_next_readable_run(tmp_path, capsys):
+    """A file holding only a run id is no run: read as one, every figure would be new and a regression against
+    the older readable run missed."""
+    hist = tmp_path / "hist"
+    args = ["--out", str(tmp_path / "out"), "--history", str(hist), "--compare-fail"]
+    assert main(["--records", str(records(tmp_path, RUN_IDS[0], 0.9)), *args]) == 0
+    for damaged, why in [({"run_id": "20260101T120000Z"}, "no 'figures'"),
+                         ({"run_id": "20260101T120000Z", "figures": {}, "benchmarks": []}, "'figures' is not a list of objects"),
+                         ({"run_id": "20260101T120000Z", "figures": []}, "no 'benchmarks'")]:
+        (hist / "20260101T120000Z.json").write_text(json.dumps(damaged))
+        (hist / f"{RUN_IDS[1]}.json").unlink(missing_ok=True)
+        assert main(["--records", str(records(tmp_path, RUN_IDS[1], 0.8)), *args]) == 3
+        text = (tmp_path / "out" / RUN_IDS[1] / "report.md").read_text()
+        assert f"previous run {hist}/20260101T120000Z.json could not be read ({why}); skipped" in text
+        assert f"Compared with run {RUN_IDS[0]}: 1 regressions" in text

@@ -23,7 +23,7 @@ from typing import NamedTuple
 from . import llava, markdown
 from .history import DEFAULT_THRESHOLDS, Thresholds, append, compare_with_previous, snapshot
 from .plots import accuracy_by_prompt_set, throughput_by_batch_size
-from .records_io import Run, atomic_write, benchmark_sweeps, merged, read_run, runs_dir
+from .records_io import Run, atomic_write, benchmark_sweeps, merged, read_run, run_folders
 
 
 class Built(NamedTuple):
@@ -32,6 +32,9 @@ class Built(NamedTuple):
     regressions: int  # figures that got worse than the previous run beyond the thresholds
     incomplete: bool  # the run shown, or a later one, did not finish (killed, crashed, interrupted)
     latest: bool  # latest.md now shows this run (False: it shows a newer one, left as it was)
+    unreadable: tuple[str, ...] = ()  # "file:line: why" of figure lines skipped: their outcomes are unknown
+    measured_nothing: tuple[str, ...] = ()  # sessions (the newest, or the run shown) that recorded no figure and
+    # did not end cleanly (exit status 1-5): why, one line each
 
 
 def _read_json(path: Path | None, problems: list[str], consequence: str) -> dict | None:
@@ -91,9 +94,19 @@ def build(records: Path, out: Path, benchmarks: Path | None = None, history: Pat
     # latest.md sits one level up, so its links point into the run's folder.
     text = re.sub(r"\]\(([^)/]+\.png)\)", lambda m: f"]({run.run_id}/{m.group(1)})", text)
     latest = _update_latest(out, run.run_id, text)
-    incomplete = run.complete is False or any(r.complete is False for r in run.newer)
+    nothing = {r.run_id: _measured_nothing(run, r) for r in (run, *run.newer)
+               if not (r.figures or r.unreadable) and r.ends and not r.killed and r.ending()}
+    incomplete = any(r.complete is False and r.run_id not in nothing for r in (run, *run.newer))
     return Built(out / run.run_id / "report.md", any(f["outcome"] == "fail" for f in run.figures),
-                 len(comparison.regressions), incomplete, latest)
+                 len(comparison.regressions), incomplete, latest,
+                 tuple(f"{where}: {why}" for where, why in run.unreadable), tuple(nothing.values()))
+
+
+def _measured_nothing(shown: Run, run: Run) -> str:
+    if run is shown:
+        return f"run {run.run_id} recorded no figure: {run.ending()}"
+    which = "the newest session" if run is shown.newer[-1] else "a newer session"
+    return f"{which}, run {run.run_id}, recorded no figure: {run.ending()}; this report shows the earlier run {shown.run_id}"
 
 
 def _render(run: Run, run_dir: Path, bench, detection, comparison, thresholds: Thresholds, samples: str | None) -> str:
@@ -189,6 +202,14 @@ def _update_latest(out: Path, run_id: str, text: str) -> bool:
     return True
 
 
+def _empty(path: Path) -> bool:
+    """A records file with nothing but blank space in it (a session that recorded nothing, or a truncated copy)."""
+    try:
+        return not path.read_bytes().strip()
+    except OSError:
+        return False  # unreadable: build() names it
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--records", type=Path, default=Path("reports/records.jsonl"))
@@ -196,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--benchmarks", type=Path, default=None, help="pytest-benchmark JSON to tabulate")
     ap.add_argument("--faults", type=Path, default=None, help="results of `python -m mmtests.faults` (JSON) to show")
     ap.add_argument("--fail-on-failure", action="store_true",
-                    help="exit 1 when any asserted figure failed, or the run did not finish")
+                    help="exit 1 when any asserted figure failed, the run did not finish, a figure line could not "
+                         "be read, or the newest session recorded nothing (a usage error, no checks selected, ...)")
     ap.add_argument("--history", type=Path, default=None,
                     help="folder of one JSON per run; this run is added and compared with the previous (default: <out>/history)")
     ap.add_argument("--max-throughput-drop", type=float, default=DEFAULT_THRESHOLDS.max_throughput_drop, metavar="FRACTION",
@@ -205,17 +227,30 @@ def main(argv: list[str] | None = None) -> int:
                     help="flag a figure that fell by more than this since the previous run (default 0.01: one point)")
     ap.add_argument("--compare-fail", action="store_true", help="exit 3 when any figure regressed beyond the thresholds")
     args = ap.parse_args(argv)
-    if not args.records.is_file() and not runs_dir(args.records).is_dir():
-        print(f"mmtests.report: records file {args.records} does not exist; run pytest first "
-              f"(it writes records to --mm-records, default reports/records.jsonl)", file=sys.stderr)
-        return 2
+    if not run_folders(args.records):
+        if not args.records.is_file():
+            print(f"mmtests.report: records file {args.records} does not exist; run pytest first "
+                  f"(it writes records to --mm-records, default reports/records.jsonl)", file=sys.stderr)
+            return 2
+        if _empty(args.records):
+            print(f"mmtests.report: records file {args.records} is empty: nothing was recorded (did the session run "
+                  "any mmtests check?); run pytest first, with the checks selected", file=sys.stderr)
+            return 2
     built = build(args.records, args.out, args.benchmarks, args.history,
                   Thresholds(args.max_throughput_drop, args.max_accuracy_drop), args.faults)
     latest = "" if built.latest else " (latest.md shows a newer run and was left as it was)"
     print(f"report written to {built.report}" + (f" and {args.out / 'latest.md'}" if built.latest else latest))
     if built.incomplete:
         print("mmtests.report: the run did not finish (killed, crashed or interrupted; see the report)", file=sys.stderr)
-    if (built.failed or built.incomplete) and args.fail_on_failure:
+    for why in built.measured_nothing:
+        print(f"mmtests.report: {why}", file=sys.stderr)
+    if built.unreadable:
+        count = len(built.unreadable)
+        lines = "figure line could not be read" if count == 1 else "figure lines could not be read"
+        more = f"; and {count - 1} more" if count > 1 else ""
+        print(f"mmtests.report: {count} {lines} ({built.unreadable[0]}{more}); the run cannot be judged "
+              "(see Problems in the report)", file=sys.stderr)
+    if (built.failed or built.incomplete or built.measured_nothing or built.unreadable) and args.fail_on_failure:
         return 1
     if built.regressions and args.compare_fail:
         print(f"mmtests.report: {built.regressions} figures regressed since the previous run (see the report)", file=sys.stderr)

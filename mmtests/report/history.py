@@ -187,10 +187,21 @@ def _unreliable(bench: dict, which: str) -> str | None:
     return None
 
 
+class Unreadable(ValueError):
+    """A history file that is JSON but not a run's snapshot; its text says what is wrong."""
+
+
 def _read(path: Path) -> dict:
+    """A run's snapshot, checked: a file without its figures and benchmarks lists is no run to compare with (read
+    as one, every figure would be "new" and a regression against an older run missed)."""
     data = json.loads(path.read_text())
     if not isinstance(data, dict):
-        raise ValueError(f"expected a JSON object, found {type(data).__name__}")
+        raise Unreadable(f"a JSON {type(data).__name__}, not an object")
+    for key in ("figures", "benchmarks"):
+        if key not in data:
+            raise Unreadable(f"no {key!r}")
+        if not isinstance(data[key], list) or not all(isinstance(x, dict) for x in data[key]):
+            raise Unreadable(f"{key!r} is not a list of objects")
     return data
 
 
@@ -201,7 +212,8 @@ def compare_with_previous(history: Path, run: Run, snap: dict, thresholds: Thres
         try:
             comparison = compare(_read(path), snap, thresholds)
         except (ValueError, KeyError, TypeError, AttributeError, OSError) as err:  # JSON and UTF-8 errors included
-            problem = f"previous run {path} could not be read ({err.__class__.__name__}: {err})"
+            why = str(err) if isinstance(err, Unreadable) else f"{err.__class__.__name__}: {err}"
+            problem = f"previous run {path} could not be read ({why})"
             notes.append(f"{problem}; skipped")
             run.problems.append(problem)
             continue

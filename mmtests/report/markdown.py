@@ -32,13 +32,48 @@ def _checks(node_ids: list[str], limit: int = 10) -> str:
     return ", ".join(names) + (f" and {len(node_ids) - limit} more" if len(node_ids) > limit else "")
 
 
+def _newer(run: Run, later: Run) -> str:
+    text = f"**This report shows run {run.run_id}, not the newer run {later.run_id}**: that run recorded no figure"
+    if not later.ends or later.killed:
+        return text + " and has no end line (killed or crashed before its first figure, or still running)."
+    ending = later.ending()
+    if ending:
+        return text + f"; its session ended: {ending}."
+    return text + " and ended normally."
+
+
+def _unreadable(run: Run) -> str:
+    count = len(run.unreadable)
+    why = list(dict.fromkeys(problem for _, problem in run.unreadable))
+    lines, outcome = (("figure line could not be read", "its outcome is unknown (a failed check?)") if count == 1 else
+                      ("figure lines could not be read", "their outcomes are unknown (a failed check among them?)"))
+    return (f"**{count} {lines}** ({'; '.join(why[:3])}{'; ...' if len(why) > 3 else ''}); see Problems below: "
+            f"{outcome}, so the run cannot be judged.")
+
+
+def _unfinished(run: Run) -> str:
+    """Why the run's writers did not finish: killed (no end line), interrupted, or stopped by an exit status."""
+    killed = run.killed
+    if killed:
+        return f"killed or crashed (no end line from {', '.join(killed)})"
+    stopped = run.unended
+    status = run.exit_status(stopped)
+    if status == 2:
+        return f"interrupted (no end line from {', '.join(stopped)})"
+    return f"{run.ending(stopped)}, in {', '.join(stopped)}"
+
+
 def run_status(run: Run) -> str:
     """Which run this is, whether it finished, and the planned checks it left without a figure."""
-    parts = [f"**This report shows run {run.run_id}, not the newer run {later.run_id}**: that run recorded no figure "
-             + ("and ended normally." if later.complete else "and has no end line (killed or crashed before its "
-                "first figure, or still running).") for later in run.newer]
+    parts = [_newer(run, later) for later in run.newer]
+    if run.unreadable:
+        parts.append(_unreadable(run))
     planned, missing = len(dict.fromkeys(run.planned)), run.unmeasured()
-    if run.complete is None:
+    others = ("skipped by a marker, failed before measuring, or are on the unreadable lines" if run.unreadable
+              else "skipped by a marker or failed before measuring")
+    if run.complete is None and not (run.figures or run.unreadable or run.planned or run.headed):
+        parts.append("**Nothing recorded**: the records hold no run (did the session run any mmtests check?).")
+    elif run.complete is None:
         parts.append("Records of an older format: whether this run finished is not recorded.")
     elif run.complete is False and not run.unended:
         parts.append(f"**Incomplete run**: shard(s) {', '.join(run.missing_shards)} wrote no records (a CI job lost, "
@@ -46,13 +81,13 @@ def run_status(run: Run) -> str:
                      + (f"; {len(missing)} of {planned} checks the present shards planned have no figure: "
                         f"{_checks(missing)}." if missing else "."))
     elif run.complete is False:
-        killed = [w for w in run.unended if not run.ends[w]]
-        why = "killed or crashed" if killed else "interrupted"
-        text = f"**Incomplete run**: {why} (no end line from {', '.join(killed or run.unended)})"
+        text = f"**Incomplete run**: {_unfinished(run)}"
         parts.append(text + (f": {len(missing)} of {planned} planned checks have no figure"
                              + (f": {_checks(missing)}." if missing else ".") if planned else "; its plan was not recorded."))
         if run.missing_shards:
             parts.append(f"Shard(s) {', '.join(run.missing_shards)} wrote no records.")
+    elif not (run.figures or run.unreadable) and run.ending():
+        parts.append(f"**Run {run.run_id} recorded no figure**: its session ended: {run.ending()}.")
     else:
         text = f"Complete: every writer of the run ({', '.join(run.ends)}) recorded its end"
         if run.shards:
@@ -60,13 +95,17 @@ def run_status(run: Run) -> str:
         if planned:
             text += f"; {planned - len(missing)} of {planned} planned checks have figures"
             if missing:
-                text += f" (the others were skipped by a marker or failed before measuring: {_checks(missing)})"
+                text += f" (the others were {others}: {_checks(missing)})"
         parts.append(text + ".")
     return "\n\n".join(parts)
 
 
 def environment(run: Run) -> str:
     env = run.environment
+    if not env:  # no run header: nothing is known, and nothing may be said (not even "not a git checkout")
+        rows = [["run", run.run_id], *([k, "unknown"] for k in ("device", "python", "packages", "git", "matrix"))]
+        return ("No run header (environment) line was recorded: see Problems below.\n\n" if not run.headed else "") \
+            + _table(rows, ["", ""])
     versions = ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items() if v)
     rows = [
         ["run", run.run_id],

@@ -19,6 +19,16 @@ REQUIRED = ("suite", "test_id", "metric", "outcome", "value")  # what every sect
 NUMBERS = ("value", "threshold", "max_allowed", "tolerance")  # a number or null
 RUN_ID = re.compile(r"[0-9A-Za-z_.-]+")  # run ids name folders: no slashes, no ".."
 SAMPLES = "-samples.jsonl"
+# pytest's exit statuses, as end lines carry them. 0, 1 (checks failed) and 5 (nothing collected) end a session
+# normally; 2, 3, 4 (or any other) mean the writer stopped before its checks were done.
+ENDINGS = {
+    1: "checks failed (exit status 1)",
+    2: "interrupted (exit status 2)",
+    3: "crashed: pytest internal error (exit status 3)",
+    4: "usage error (exit status 4)",
+    5: "no checks selected (exit status 5: pytest collected no test; a -k, -m or path that matches none?)",
+}
+NORMAL_ENDS = (None, 0, 1, 5)
 NEEDS = {  # fields the report's tables read, by (suite, metric); None: every metric of the suite
     ("zero_shot", "top1"): ("model", "dataset", "prompt_set"),
     ("prompt_gain", "gain"): ("model", "dataset", "baseline", "candidate", "baseline_top1", "candidate_top1", "stderr"),
@@ -43,6 +53,9 @@ class Run:
     samples: list[Path] = field(default_factory=list)
     newer: list[Run] = field(default_factory=list)  # later runs of the same records, shown here for lack of figures
     shards: dict[int, set[int]] = field(default_factory=dict)  # shard count N -> indices I that wrote records
+    headed: bool = False  # a run header (environment) line was read
+    errors: list[str] = field(default_factory=list)  # `error` texts of the run and end lines (why a session stopped)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (file:line, why) of figure lines skipped
 
     @property
     def missing_shards(self) -> list[str]:
@@ -55,8 +68,32 @@ class Run:
 
     @property
     def unended(self) -> list[str]:
-        """Writers with no end line (killed, crashed or still running), or whose end says interrupted."""
-        return [w for w, ends in self.ends.items() if not ends or any(e.get("interrupted") for e in ends)]
+        """Writers with no end line (killed, crashed or still running), or whose end says they stopped early:
+        interrupted, pytest's internal error, a usage error (exit status 2, 3, 4)."""
+        return [w for w, ends in self.ends.items() if not ends or any(_status(e) not in NORMAL_ENDS for e in ends)]
+
+    @property
+    def killed(self) -> list[str]:
+        """Writers with no end line at all."""
+        return [w for w, ends in self.ends.items() if not ends]
+
+    def exit_status(self, writers: list[str] | None = None) -> int | None:
+        """The most telling exit status the end lines (of `writers`, default all) give: a stop before the checks
+        were done first (3, 4, 2, others), then 5, 1, 0; None when no end line gives one (an older format)."""
+        found = {_status(e) for w, ends in self.ends.items() if writers is None or w in writers for e in ends} - {None}
+        order = (3, 4, 2, *sorted(found - {0, 1, 2, 3, 4, 5}), 5, 1, 0)
+        return next((s for s in order if s in found), None)
+
+    def ending(self, writers: list[str] | None = None) -> str | None:
+        """How the session ended when not cleanly (see ENDINGS), with the `error` text recorded; None for exit
+        status 0 or none recorded."""
+        status = self.exit_status(writers)
+        if not status:
+            return None
+        text = ENDINGS.get(status, f"exit status {status}")
+        if self.errors:
+            return f"{text}: {self.errors[0]}"
+        return text + (", such as an error in the matrix or in an option" if status == 4 else "")
 
     @property
     def complete(self) -> bool | None:
@@ -77,7 +114,11 @@ class Run:
             if problem is None:
                 self.figures.append(record)
             return problem
+        error = _one_line(record.get("error")) if kind in ("run", "end") else None
+        if error and error not in self.errors:
+            self.errors.append(error)
         if kind == "run":
+            self.headed = True
             if not self.environment and isinstance(record.get("environment"), dict):
                 self.environment = record["environment"]
             problem = self._shard(record)
@@ -112,6 +153,24 @@ class Run:
             return f"shard {shard!r} is not I/N"
         self.shards.setdefault(count, set()).add(index)
         return None
+
+
+def _one_line(text) -> str | None:
+    """An error text of several lines (a matrix error lists one problem a line) on one: a report line, a stderr line."""
+    if not isinstance(text, str):
+        return None
+    out = ""
+    for line in filter(None, (part.strip() for part in text.splitlines())):
+        out += (" " if out.endswith(":") else "; ") + line if out else line
+    return out or None
+
+
+def _status(end: dict) -> int | None:
+    """The exit status an end line gives (2 for one that says interrupted), or None."""
+    status = end.get("exitstatus")
+    if isinstance(status, int) and not isinstance(status, bool):
+        return status
+    return 2 if end.get("interrupted") else None
 
 
 def _param(node_id: str) -> str:
@@ -161,7 +220,8 @@ def _decode(raw: bytes) -> tuple[dict | None, str | None]:
 
 
 def _lines(path: Path, problems: list[str]):
-    """(file:line, record) of a JSON-lines file, in order; a line that is no record goes to `problems`."""
+    """(file:line, record, problem) of each line of a JSON-lines file, in order: the record None, or the problem
+    None; a file that cannot be read goes to `problems`."""
     try:
         data = path.read_bytes()
     except OSError as err:
@@ -170,10 +230,14 @@ def _lines(path: Path, problems: list[str]):
     for number, raw in enumerate(data.splitlines(), 1):
         if raw.strip():
             record, problem = _decode(raw)
-            if problem:
-                problems.append(f"{path}:{number}: {problem}; line skipped")
-            else:
-                yield f"{path}:{number}", record
+            yield f"{path}:{number}", record, problem
+
+
+def _skip(where: str, record: dict | None, problem: str, problems: list[str], unreadable: list) -> None:
+    """A line not taken: named in `problems`, and in `unreadable` when it is a figure's (its outcome is unknown)."""
+    problems.append(f"{where}: {problem}; line skipped")
+    if isinstance(record, dict) and record.get("kind") == "figure":
+        unreadable.append((where, problem))
 
 
 def runs_dir(records: Path) -> Path:
@@ -207,10 +271,10 @@ def read_folder(folder: Path) -> Run:
     for path in run.sources:
         writer = path.stem
         run.ends.setdefault(writer, [])
-        for where, record in _lines(path, run.problems):
-            problem = run.add(record, writer)
+        for where, record, problem in _lines(path, run.problems):
+            problem = problem or run.add(record, writer)
             if problem:
-                run.problems.append(f"{where}: {problem}; line skipped")
+                _skip(where, record, problem, run.problems, run.unreadable)
     return run
 
 
@@ -218,17 +282,24 @@ def read_file(path: Path) -> list[Run]:
     """The runs of one JSON-lines file (a merged copy, or a file of the older one-file-per-session format)."""
     runs: dict[str, Run] = {}
     problems: list[str] = []
+    unreadable: list[tuple[str, str]] = []  # figure lines of no run for sure (their run_id is not one)
     current = "unknown"
-    for where, record in _lines(path, problems):
+    for where, record, problem in _lines(path, problems):
+        if problem:
+            _skip(where, record, problem, problems, unreadable)
+            continue
         current = record.get("run_id") or current
         run = runs.setdefault(current, Run(current, sources=[path]))
         problem = run.add(record, None)
         if problem:
-            problems.append(f"{where}: {problem}; line skipped")
+            _skip(where, record, problem, problems, run.unreadable)
     if not runs:
         runs["unknown"] = Run(sources=[path])
-    newest = max(runs.values(), key=lambda r: (bool(r.figures), r.run_id))
+        if not problems:
+            problems.append(f"{path}: empty, no record in it (nothing was recorded)")
+    newest = max(runs.values(), key=lambda r: (_has_figures(r), r.run_id))
     newest.problems += problems  # bad lines belong to no run for sure: shown with the run the report is about
+    newest.unreadable += unreadable
     samples = path.with_name(f"{path.stem}{SAMPLES}")
     if samples.is_file():
         newest.samples = [samples]
@@ -246,9 +317,17 @@ def read_run(records: str | Path) -> Run:
     if not runs:
         return Run(problems=[f"{records}: no records there, nor in {runs_dir(records)}"])
     ordered = sorted(runs.values(), key=lambda r: r.run_id)
-    shown = next((r for r in reversed(ordered) if r.figures), ordered[-1])
+    shown = next((r for r in reversed(ordered) if _has_figures(r)), ordered[-1])
     shown.newer = [r for r in ordered if r.run_id > shown.run_id and r.run_id != "unknown"]
+    if not shown.headed and (shown.figures or shown.unreadable or shown.planned or shown.ends):
+        shown.problems.append("no run header (environment) line: the device, package versions and git sha of this "
+                              "run are unknown (a records file cut at its start, or written by hand?)")
     return shown
+
+
+def _has_figures(run: Run) -> bool:
+    """Figures, read or not: a run whose figure lines are all unreadable is still the run to report (and judge)."""
+    return bool(run.figures or run.unreadable)
 
 
 def merged(paths: list[Path]) -> bytes:
