@@ -21,7 +21,10 @@ DTYPES = ("float32", "float16", "bfloat16")
 MODEL_KEYS = {"backend", "model", "pretrained", "dtype", "padding_side", "generation", "baseline", "tolerance",
               "quantize", "required"}
 DATASET_KEYS = {"source", "path", "split", "label_column", "image_column", "classnames", "size", "limit",
-                "description", "image_sizes", "required"}
+                "description", "image_sizes", "image_format", "required"}
+# Shapes-world image formats: "png", the 64-pixel scenes (resized by image_sizes); "jpeg", photo-like JPEGs of
+# 224-512 pixels a side (mmtests.data.jpeg).
+IMAGE_FORMATS = ("png", "jpeg")
 PROMPT_SET_KEYS = {"templates"}
 QUESTION_SET_KEYS = {"dataset", "questions", "images", "max_new_tokens", "synonyms", "question_column",
                      "answer_column", "kind_column", "kind", "bbox_column"}
@@ -32,6 +35,8 @@ ANSWER_KEYS = CHECK_KEYS | {"question_set", "min_accuracy"}
 POPE_KEYS = CHECK_KEYS | {"question_set", "min_f1", "max_yes_ratio_gap"}
 STABILITY_KEYS = CHECK_KEYS | {"question_set", "single_sample", "max_repeated_ngram", "min_finished"}
 BENCHMARK_KEYS = {"models", "random_architectures", "random_vlms", "batch_sizes", "rounds"}
+EVALUATION_KEYS = {"loader_workers", "gpu_decode"}
+MAX_LOADER_WORKERS = 64
 # LLaVA-1.5 architectures benchmarks can build with random weights (mmtests.bench.generation.RANDOM).
 RANDOM_VLMS = ("llava-1.5-7b-shapes", "llava-reduced")
 ATTENTION_KEYS = CHECK_KEYS | {"question_set", "kind", "samples", "control", "row_sum_tolerance", "min_inside_outside",
@@ -77,12 +82,13 @@ class DatasetSpec:
     limit: int | None = None  # evaluate the first `limit` rows only
     description: str = ""  # one line for the report: what this dataset probes
     image_sizes: tuple[tuple[int, int], ...] = ()  # shapes world: (width, height) sizes cycled over the rows
-
+    image_format: str = "png"  # shapes world: one of IMAGE_FORMATS
 
     @property
     def images_key(self) -> tuple:
         """Datasets with the same key share their images (and so the image embeddings)."""
-        return (self.source, self.path, self.split, self.image_column, self.size, self.limit, self.image_sizes)
+        return (self.source, self.path, self.split, self.image_column, self.size, self.limit, self.image_sizes,
+                self.image_format)
 
 
 @dataclass(frozen=True)
@@ -190,6 +196,16 @@ class BenchmarkSpec:
     rounds: int | None = None  # None: the device's defaults
 
 
+@dataclass(frozen=True)
+class EvaluationSpec:
+    """[evaluation]: how images reach the dual encoders (mmtests.workbench.embed_images). The results do not depend
+    on `loader_workers`; `gpu_decode` changes the decoder and the resize kernels, so its embeddings agree with the
+    PIL path's only within a tolerance."""
+
+    loader_workers: int | None = None  # DataLoader worker processes; None ("auto"): 0 on a CPU, more on CUDA
+    gpu_decode: bool = False  # CUDA only: JPEGs decoded by nvJPEG, resized, cropped and normalised on the GPU
+
+
 @dataclass
 class Matrix:
     path: Path
@@ -204,6 +220,7 @@ class Matrix:
     stability: list[StabilityCheck] = field(default_factory=list)
     attention: list[AttentionCheck] = field(default_factory=list)
     benchmarks: BenchmarkSpec = field(default_factory=BenchmarkSpec)
+    evaluation: EvaluationSpec = field(default_factory=EvaluationSpec)
 
     def benchmarked_models(self) -> list[str]:
         """The matrix entries `pytest benchmarks` times, in matrix order."""
@@ -232,8 +249,18 @@ class Matrix:
             prompt_gain=[c for c in self.prompt_gain if c.model in keep_m and c.dataset in keep_d],
             question_sets={k: v for k, v in self.question_sets.items() if k in keep_q},
             answers=vlm(self.answers), pope=vlm(self.pope), stability=vlm(self.stability), attention=vlm(self.attention),
-            benchmarks=self.benchmarks,
+            benchmarks=self.benchmarks, evaluation=self.evaluation,
         )
+
+
+def _without_knock_ons(problems: list[str], raw: dict) -> list[str]:
+    """Problems less "X is not defined" for entries the file does define but that were rejected for a problem of
+    their own (already listed): one mistake, one line."""
+    kinds = {"model": "models", "dataset": "datasets", "prompt set": "prompt_sets", "question set": "question_sets"}
+    written = {kind: set(raw.get(section) or {}) if isinstance(raw.get(section), dict) else set()
+               for kind, section in kinds.items()}
+    return [p for p in problems if not any(f"{kind} {name!r} in " in p and " is not defined (known: " in p
+                                           for kind, names in written.items() for name in names)]
 
 
 def _unknown(kind: str, name: str, known: dict, where: str) -> str:
@@ -330,12 +357,21 @@ def _image_sizes(value, where: str, problems: list[str]) -> tuple[tuple[int, int
     return tuple((w, h) for w, h in value)
 
 
+def _image_format(entry: dict, where: str, problems: list[str]) -> str:
+    value = entry.get("image_format", "png")
+    if value not in IMAGE_FORMATS:
+        problems.append(f"{where}: image_format = {value!r} must be one of {', '.join(map(repr, IMAGE_FORMATS))} "
+                        "('png': the 64-pixel scenes; 'jpeg': photo-like JPEGs of 224-512 pixels a side)")
+        return "png"
+    return value
+
+
 def _threshold(entry: dict, key: str, where: str, problems: list[str], lo: float = 0.0) -> float | None:
     value = entry.get(key)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= 1:
-        problems.append(f"{where}: {key} = {value!r} must be a number in [{lo:g}, 1]")
+        problems.append(f"{where}: {key} = {_toml(value)} must be a number in [{lo:g}, 1]")
         return None
     return float(value)
 
@@ -354,6 +390,11 @@ def _models_of(entry: dict, models: dict, where: str, problems: list[str]) -> li
 
 _TOML_TYPES = {bool: "true or false", str: "a string", int: "a number", float: "a number", dict: "a table",
                list: "a list"}
+
+
+def _toml(value) -> str:
+    """A value as the matrix file spells it (true, not True)."""
+    return str(value).lower() if isinstance(value, bool) else repr(value)
 
 
 def _toml_type(value) -> str:
@@ -379,7 +420,7 @@ def _typed(entry: dict, key: str, kind: type, where: str, problems: list[str], d
 def _positive_int(entry: dict, key: str, where: str, problems: list[str]) -> int | None:
     value = entry.get(key)
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        problems.append(f"{where}: {key} = {value!r} must be a whole number of at least 1")
+        problems.append(f"{where}: {key} = {_toml(value)} must be a whole number of at least 1")
         return None
     return value
 
@@ -450,11 +491,12 @@ def load_matrix(path: str | Path | None = None) -> Matrix:
     base = path.parent
     problems: list[str] = []
     matrix = Matrix(path=path)
-    known_sections = {*TABLE_SECTIONS, *ARRAY_SECTIONS, "benchmarks"}
+    known_sections = {*TABLE_SECTIONS, *ARRAY_SECTIONS, "benchmarks", "evaluation"}
     for key in raw:
         if key not in known_sections:
             problems.append(f"{path.name}: unknown section [{key}]{_did_you_mean(key, known_sections)}")
-    bench_raw = raw.get("benchmarks", {})
+    bench_raw, evaluation_raw = raw.get("benchmarks", {}), raw.get("evaluation", {})
+    original = raw
     raw = _checked_sections(raw, problems)
 
     for name, m in raw.get("models", {}).items():
@@ -463,7 +505,8 @@ def load_matrix(path: str | Path | None = None) -> Matrix:
             problems.append(f"{where}: backend = {m.get('backend')!r} must be one of {', '.join(BACKENDS)}")
             continue
         if not isinstance(m.get("model"), str):
-            problems.append(f"{where}: missing 'model' (open_clip config name or local-dir:, HF id or directory)")
+            problems.append(f"{where}: " + ("missing 'model'" if "model" not in m else f"model = {_toml(m['model'])} "
+                                            "must be a string") + " (open_clip config name or local-dir:, HF id or directory)")
             continue
         pretrained = _typed(m, "pretrained", str, where, problems)
         if pretrained and m["model"].startswith("local-dir:"):
@@ -507,8 +550,13 @@ def load_matrix(path: str | Path | None = None) -> Matrix:
             size=_positive_int(d, "size", where, problems), limit=_positive_int(d, "limit", where, problems),
             description=_typed(d, "description", str, where, problems, ""),
             image_sizes=_image_sizes(d.get("image_sizes", []), where, problems),
+            image_format=_image_format(d, where, problems),
         )
-        for key, hint in (("image_sizes", ""), ("size", "; use 'limit' to keep the first rows")):
+        if d.get("image_format") == "jpeg" and d.get("image_sizes"):
+            problems.append(f"{where}: image_sizes does not apply with image_format = 'jpeg' (each JPEG scene is "
+                            "rendered at its own size, 224-512 pixels a side); remove one of them")
+        for key, hint in (("image_sizes", ""), ("image_format", ""),
+                          ("size", "; use 'limit' to keep the first rows")):
             if d.get(key) and source != "shapes":
                 problems.append(f"{where}: {key} applies to the shapes world only (source 'shapes'){hint}")
         if source == "shapes":
@@ -551,6 +599,7 @@ def load_matrix(path: str | Path | None = None) -> Matrix:
 
     _read_vlm_sections(raw, matrix, base, problems)
     matrix.benchmarks = _benchmarks(bench_raw, matrix, problems)
+    problems[:] = _without_knock_ons(problems, original)
     if not raw.get("models") and not problems:
         problems.append(f"{path.name}: defines no model; a matrix needs at least one [models.NAME] entry "
                         "(backend and model), and checks that use it (see the README, 'Your own models and datasets')")
@@ -598,6 +647,24 @@ def _benchmarks(entry, matrix: Matrix, problems: list[str]) -> BenchmarkSpec:
         rounds=_positive_int(entry, "rounds", where, problems))
 
 
+def _evaluation(entry, problems: list[str]) -> EvaluationSpec:
+    where = "[evaluation]"
+    if not isinstance(entry, dict):
+        problems.append(f"{where} must be one table of settings ([evaluation] then key = value lines), "
+                        f"not {_toml_type(entry)}")
+        return EvaluationSpec()
+    problems += [f"{where}: unknown key {k!r}{_did_you_mean(k, EVALUATION_KEYS)}" for k in entry
+                 if k not in EVALUATION_KEYS]
+    workers = entry.get("loader_workers", "auto")
+    if workers == "auto":
+        workers = None
+    elif isinstance(workers, bool) or not isinstance(workers, int) or not 0 <= workers <= MAX_LOADER_WORKERS:
+        problems.append(f"{where}: loader_workers = {workers!r} must be \"auto\" or a whole number from 0 to "
+                        f"{MAX_LOADER_WORKERS} (0: images are decoded in the main process)")
+        workers = None
+    return EvaluationSpec(loader_workers=workers, gpu_decode=_typed(entry, "gpu_decode", bool, where, problems, False))
+
+
 def _vlm_models_of(entry: dict, matrix: Matrix, where: str, problems: list[str], key: str = "models") -> list[str]:
     vlms = {n: m for n, m in matrix.models.items() if m.is_vlm}
     names = entry.get(key, list(vlms)) if key == "models" else [entry[key]] if entry.get(key) else []
@@ -612,7 +679,7 @@ def _vlm_models_of(entry: dict, matrix: Matrix, where: str, problems: list[str],
 def _number(entry: dict, key: str, where: str, problems: list[str], default=None, lo: float = 0.0, hi: float = 1.0):
     value = entry.get(key, default)
     if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi):
-        problems.append(f"{where}: {key} = {value!r} must be a number in [{lo:g}, {hi:g}]")
+        problems.append(f"{where}: {key} = {_toml(value)} must be a number in [{lo:g}, {hi:g}]")
         return default
     return value
 

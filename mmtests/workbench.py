@@ -6,6 +6,7 @@ dataset are embedded once per model, and each (model, dataset, prompt set) class
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -38,37 +39,91 @@ class ImageFeatures:
     classnames: tuple[str, ...]
 
 
+class BatchSizeWarning(UserWarning):
+    """A batch ran out of device memory and was split: the figures are right, the batch size was not what was
+    asked (the message says which was used)."""
+
+
+@dataclass(frozen=True)
+class OOMRetry:
+    """A batch that ran out of device memory in the image encoder, and the batch size used from then on."""
+
+    desc: str  # what was being embedded ("embedding <dataset> with <model>")
+    failed: int  # images in the batch that ran out of memory
+    retried: int  # the batch size used for it and for the rest of the dataset
+
+
 @torch.no_grad()
-def embed_images(encoder: DualEncoder, ds, column: str, batch_size: int = 256, desc: str = "embedding") -> torch.Tensor:
+def embed_images(encoder: DualEncoder, ds, column: str, batch_size: int = 256, desc: str = "embedding", *,
+                 workers: int | None = None, gpu_decode: bool = False,
+                 oom_retries: list[OOMRetry] | None = None) -> torch.Tensor:
     """L2-normalised image embeddings (N x D, CPU) of a dataset's image column, in order.
 
+    Batches are decoded and preprocessed by `workers` DataLoader processes (None: `pipeline.resolve_workers`,
+    0 on a CPU), in order: the embeddings are the same whatever the number of workers. On CUDA the batches
+    are pinned and copied without blocking. With `gpu_decode` (CUDA only) the JPEG bytes are decoded and
+    preprocessed on the GPU (`pipeline.tensor_pixels`), which agrees with the PIL path within a tolerance, not
+    bit for bit.
+
+    A batch that runs out of device memory in the image encoder is split in halves and retried, down to one
+    image (then the out-of-memory error is raised as it came); each split is a `BatchSizeWarning` and an
+    `OOMRetry` appended to `oom_retries`, and the smaller batch is kept for the rest of the dataset.
+
     The images were checked when the dataset was loaded (`load_checked`); one that no longer decodes (its file
-    changed during the run) is an EntryError naming its row, not a traceback."""
+    changed during the run) is an EntryError naming its row, not a traceback, also when met in a worker."""
+    from .data import pipeline
 
-    def pixels_of(idx):
-        try:
-            images = ds[idx[0]:idx[-1] + 1][column]
-        except Exception as err:  # noqa: BLE001  (whatever PIL raises)
-            row = next((i for i in idx if _fails(ds, i, column)), idx[0])
-            raise EntryError(f"{desc}: the image of row {row} cannot be decoded ({err.__class__.__name__}: "
-                             f"{str(err)[:200]}); it decoded when the dataset was loaded: were its files changed "
-                             "during the run?") from err
-        return encoder.preprocess(images)
+    cuda = encoder.device.type == "cuda"
+    workers = pipeline.resolve_workers(workers, encoder.device)
+    if gpu_decode:
+        if not cuda:
+            raise EntryError(f"{desc}: gpu_decode = true in [evaluation] needs a CUDA device, and this run is on "
+                             f"{encoder.device}; set gpu_decode = false, or run on a GPU (--mm-device cuda)")
+        recipe = encoder.pixel_recipe()
+        raw = pipeline.raw_column(ds, column)
 
-    loader = torch.utils.data.DataLoader(range(len(ds)), batch_size=batch_size, collate_fn=pixels_of)
+        def make(rows):
+            return pipeline.encoded_images(raw, ds, column, rows, desc)
+    else:
+        def make(rows):
+            return encoder.preprocess(pipeline.decoded_images(ds, column, rows, desc))
+
+    retries = [] if oom_retries is None else oom_retries
+    limit = batch_size  # the largest batch known to fit (lowered when one runs out of memory)
+
+    def encode(pixels: torch.Tensor) -> list[torch.Tensor]:
+        nonlocal limit
+        out, start = [], 0
+        while start < len(pixels):
+            part = pixels[start:start + limit]
+            try:
+                out.append(encoder.encode_image(part, normalize=True).float().cpu())
+                start += len(part)
+                continue
+            except torch.OutOfMemoryError:  # torch.cuda.OutOfMemoryError is the same class
+                if len(part) == 1:
+                    raise
+            # Out of the except block: the traceback, and the failed forward's tensors it holds, are gone.
+            if cuda:
+                torch.cuda.empty_cache()
+            limit = (len(part) + 1) // 2
+            retries.append(OOMRetry(desc, len(part), limit))
+            warnings.warn(f"{desc}: out of device memory at batch {len(part)}; split in halves and retried, the rest "
+                          f"of the dataset in batches of at most {limit} (lower --mm-batch-size to avoid the retry)",
+                          BatchSizeWarning, stacklevel=4)  # the caller of embed_images
+        return out
+
     chunks = []
     with encoder.autocast():
-        for pixels in tqdm(loader, desc=desc, leave=False, disable=len(ds) < 5000):
-            chunks.append(encoder.encode_image(pixels, normalize=True).float().cpu())
+        for batch in tqdm(pipeline.batches(len(ds), batch_size, make, workers, pin_memory=cuda and not gpu_decode),
+                          total=(len(ds) + batch_size - 1) // batch_size, desc=desc, leave=False,
+                          disable=len(ds) < 5000):
+            if gpu_decode:
+                pixels = pipeline.tensor_pixels(batch, recipe, encoder.device, desc, ds, column)
+            else:
+                pixels = batch.to(encoder.device, non_blocking=True) if cuda else batch
+            chunks += encode(pixels)
     return torch.cat(chunks)
-
-
-def _fails(ds, row: int, column: str) -> bool:
-    try:
-        ds[row][column]
-    except Exception:  # noqa: BLE001
-        return True
-    return False
 
 
 def _memo(fn: Callable[..., T], errors: tuple[type[Exception], ...] = (ModelUnavailable, DatasetUnavailable)
@@ -106,7 +161,12 @@ class Workbench:
         # On 2 CPU cores the tiny CLIP runs fastest at batch 64 (742 vs 511 images/s at 256).
         self.batch_size = batch_size or (256 if self.device.type == "cuda" else 64)
         self.vlm_batch_size = batch_size
-        self.encoder = _memo(self._encoder)
+        # The input pipeline ([evaluation] in the matrix): DataLoader workers (None: auto) and tensor decoding on
+        # the GPU; batches that ran out of device memory and were split, in order.
+        self.loader_workers = matrix.evaluation.loader_workers
+        self.gpu_decode = matrix.evaluation.gpu_decode
+        self.oom_retries: list[OOMRetry] = []
+        self.encoder = _memo(self._encoder, (ModelUnavailable, DatasetUnavailable, EntryError))  # a broken entry: once
         # A dataset is loaded and its images checked once, also when it fails (an EntryError is not retried).
         self._dataset = _memo(self._load_dataset, (ModelUnavailable, DatasetUnavailable, EntryError))
         self._labels = _memo(self._load_labels, (ModelUnavailable, DatasetUnavailable, EntryError))
@@ -146,7 +206,8 @@ class Workbench:
         dataset = next(d.name for d in self.matrix.datasets.values() if d.images_key == images_key)
         ds = self._dataset(images_key, dataset).dataset
         column = self.matrix.datasets[dataset].image_column
-        return embed_images(self.encoder(model), ds, column, self.batch_size, desc=f"embedding {dataset} with {model}")
+        return embed_images(self.encoder(model), ds, column, self.batch_size, desc=f"embedding {dataset} with {model}",
+                            workers=self.loader_workers, gpu_decode=self.gpu_decode, oom_retries=self.oom_retries)
 
     def image_features(self, model: str, dataset: str) -> ImageFeatures:
         spec = self.matrix.datasets[dataset]

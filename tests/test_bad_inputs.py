@@ -601,7 +601,7 @@ def test_an_unwritable_records_location_stops_before_measuring(pytester, tmp_pat
     result = pytester.runpytest_subprocess("--pyargs", "mmtests.suites", "-p", "no:cacheprovider", "--collect-only",
                                            "-m", "clip", f"--mm-records={blocker / 'records.jsonl'}")
     assert result.ret == 4
-    result.stderr.fnmatch_lines(["*records location*cannot be written*pass --mm-records with a writable path*"])
+    result.stderr.fnmatch_lines(["*records file*cannot be written*pass --mm-records with another location*"])
 
 
 # ---------------------------------------------------------------------------------------------- matrix

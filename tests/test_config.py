@@ -244,7 +244,7 @@ def test_question_columns_need_a_kind_and_shapes_questions_take_none(tmp_path):
 @pytest.mark.parametrize(("text", "change", "message"), [
     (VALID, ('label_column = "label"', 'label_column = "label"\nlimit = 0'),
      "[datasets.d1]: limit = 0 must be a whole number of at least 1"),
-    (VALID, ('label_column = "label"', 'label_column = "label"\nlimit = true'), "limit = True must be a whole number"),
+    (VALID, ('label_column = "label"', 'label_column = "label"\nlimit = true'), "limit = true must be a whole number"),
     (VALID, ('label_column = "label"', 'label_column = "label"\nlimit = 2.5'), "limit = 2.5 must be a whole number"),
     (LLAVA, ('split = "test"', 'split = "test"\nsize = -3'), "[datasets.shapes]: size = -3 must be a whole number"),
     (VALID, ('label_column = "label"', 'label_column = "label"\nsize = 10'), "size applies to the shapes world only"),
@@ -259,11 +259,21 @@ def test_question_columns_need_a_kind_and_shapes_questions_take_none(tmp_path):
      "[models.m1]: required = 'yes' must be true or false"),
     (VALID, ('label_column = "label"', 'label_column = "label"\nrequired = 1'), "[datasets.d1]: required = 1 must be true"),
     (VALID, ("min_top1 = 0.5", "min_top1 = 0.5\ngate = 1"), "[[zero_shot]] #1: gate = 1 must be a string"),
-    (VALID, ("min_top1 = 0.5", "min_top1 = true"), "min_top1 = True must be a number in [0, 1]"),
+    (VALID, ("min_top1 = 0.5", "min_top1 = true"), "min_top1 = true must be a number in [0, 1]"),
     (LLAVA + '[[pope]]\nquestion_set = "qa"\n', ('question_set = "qa"\n', 'question_set = "qa"\nmin_f1 = false\n'),
-     "[[pope]] #1: min_f1 = False must be a number"),
+     "[[pope]] #1: min_f1 = false must be a number"),
 ])
 def test_types_and_ranges_are_checked(tmp_path, text, change, message):
     with pytest.raises(ConfigError) as err:
         load_matrix(write(tmp_path, text.replace(*change)))
     assert message in str(err.value)
+
+
+def test_an_entry_rejected_for_its_own_problem_is_not_also_called_undefined(tmp_path):
+    """Cases 7 and 33 of the bad-inputs note: one mistake, one line."""
+    path = tmp_path / "m.toml"
+    path.write_text('[models.m]\nbackend = "open_clip"\nmodel = "ViT-B-32"\n[datasets.d]\nsource = "s3"\npath = "x"\n'
+                    '[prompt_sets.p]\ntemplates = ["{}"]\n[[zero_shot]]\ndataset = "d"\nprompt_set = "p"\n')
+    with pytest.raises(ConfigError) as err:
+        load_matrix(path)
+    assert "source = 's3' must be one of" in str(err.value) and "not defined" not in str(err.value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 from PIL import Image
@@ -13,6 +14,20 @@ from ..errors import EntryError, ModelUnavailable  # noqa: F401  (re-exported)
 # Prompts in one text forward of the zero-shot classifier: bounds its memory (activations of 1024 prompts of 77
 # tokens: about 0.3 GB for a ViT-L-14 text tower) whatever the number of classes and templates.
 PROMPTS_PER_FORWARD = 1024
+
+
+@dataclass(frozen=True)
+class PixelRecipe:
+    """A model's image preprocessing as tensor arithmetic (`mmtests.data.pipeline.tensor_pixels` runs it on any
+    device): resize, centre crop, scale to [0, 1], normalise."""
+
+    resize: tuple[int, ...]  # (n,): the shortest side to n, the other in proportion (rounded down); (h, w): to h x w
+    crop: tuple[int, int] | None  # centre crop (height, width); None: none
+    crop_rounding: str  # where an odd margin puts the extra pixel: "round" (torchvision), "floor" (transformers)
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    interpolation: str = "bicubic"  # "bicubic" or "bilinear", antialiased as PIL's
+    max_size: int | None = None  # torchvision Resize's cap on the longer side
 
 
 class DualEncoder(ABC):
@@ -36,6 +51,18 @@ class DualEncoder(ABC):
 
     @abstractmethod
     def encode_text(self, tokens, normalize: bool = False) -> torch.Tensor: ...
+
+    def pixel_recipe(self) -> PixelRecipe:
+        """This model's preprocessing as a `PixelRecipe`, read from its open_clip transform (`_preprocess`) or its
+        Hugging Face image processor (`image_processor`); an EntryError naming the step when the preprocessing is
+        not resize + centre crop + normalise (what tensor decoding, `gpu_decode`, can reproduce)."""
+        if getattr(self, "image_processor", None) is not None:
+            return _hf_recipe(self.name, self.image_processor)
+        if getattr(self, "_preprocess", None) is not None:
+            return _torchvision_recipe(self.name, self._preprocess)
+        raise EntryError(f"[models.{self.name}]: {type(self).__name__} exposes no preprocessing to read "
+                         "(neither an open_clip transform nor an image processor); gpu_decode cannot reproduce it: "
+                         "set gpu_decode = false in [evaluation]")
 
     def logit_scale(self) -> float:
         """The learned temperature that turns cosine similarities into logits (exp of the stored log scale)."""
@@ -138,3 +165,67 @@ def dynamic_int8(model: torch.nn.Module, keep_float: tuple[str, ...] = ()) -> to
     linear = {name: default_dynamic_qconfig for name, m in model.named_modules()
               if type(m) is torch.nn.Linear and not name.endswith(keep_float)}
     return quantize_dynamic(model.to("cpu"), linear, dtype=torch.qint8)
+
+
+def _not_reproducible(name: str, step: str) -> EntryError:
+    return EntryError(f"[models.{name}]: its image preprocessing has a step tensor decoding cannot reproduce ({step}); "
+                      "gpu_decode covers resize (shortest side or fixed size, bicubic or bilinear) + centre crop + "
+                      "scale + normalise: set gpu_decode = false in [evaluation] for this matrix")
+
+
+def _torchvision_recipe(name: str, transform) -> PixelRecipe:
+    """open_clip's pipeline: Resize, CenterCrop, convert to RGB, ToTensor, Normalize (torchvision transforms)."""
+    from torchvision.transforms import CenterCrop, InterpolationMode, Normalize, Resize, ToTensor
+
+    resize = crop = normalize = None
+    for step in getattr(transform, "transforms", [transform]):
+        if isinstance(step, Resize) and resize is None:
+            if step.interpolation not in (InterpolationMode.BICUBIC, InterpolationMode.BILINEAR) or step.antialias is False:
+                raise _not_reproducible(name, f"{step}")
+            resize = step
+        elif isinstance(step, CenterCrop) and crop is None:
+            crop = step
+        elif isinstance(step, Normalize) and normalize is None:
+            normalize = step
+        elif isinstance(step, ToTensor) or type(step).__name__ == "MaybeConvertMode" or getattr(
+                step, "__name__", "") == "_convert_to_rgb":
+            continue
+        else:
+            raise _not_reproducible(name, repr(step))
+    if resize is None or normalize is None:
+        raise _not_reproducible(name, "no Resize" if resize is None else "no Normalize")
+    size = (resize.size,) if isinstance(resize.size, int) else tuple(resize.size)
+    return PixelRecipe(resize=size, crop=None if crop is None else tuple(crop.size), crop_rounding="round",
+                       mean=tuple(float(m) for m in normalize.mean), std=tuple(float(s) for s in normalize.std),
+                       interpolation=resize.interpolation.value, max_size=resize.max_size)
+
+
+def _hf_recipe(name: str, processor) -> PixelRecipe:
+    """A Hugging Face image processor (CLIPImageProcessor, SiglipImageProcessor, their Fast variants)."""
+    def get(key, default=None):
+        return getattr(processor, key, default)
+
+    if not get("do_resize", False) or not get("do_normalize", False):
+        raise _not_reproducible(name, "no resize" if not get("do_resize", False) else "no normalisation")
+    if get("do_rescale", True) and abs(float(get("rescale_factor", 1 / 255)) - 1 / 255) > 1e-9:
+        raise _not_reproducible(name, f"rescale_factor {get('rescale_factor')}")
+    resample = int(getattr(get("resample", 3), "value", get("resample", 3)))
+    interpolation = {3: "bicubic", 2: "bilinear"}.get(resample)  # PIL.Image.Resampling values
+    if interpolation is None:
+        raise _not_reproducible(name, f"resample {get('resample')!r}")
+    size = dict(get("size") or {})
+    if "shortest_edge" in size:
+        resize = (int(size["shortest_edge"]),)
+    elif "height" in size and "width" in size:
+        resize = (int(size["height"]), int(size["width"]))
+    else:
+        raise _not_reproducible(name, f"size {size}")
+    crop = None
+    if get("do_center_crop", False):
+        crop_size = dict(get("crop_size") or {})
+        crop = (int(crop_size["height"]), int(crop_size["width"]))
+    # The slow processors crop at (h - ch) // 2; the fast (torchvision) ones as torchvision does.
+    rounding = "round" if type(processor).__name__.endswith("Fast") else "floor"
+    mean, std = get("image_mean"), get("image_std")
+    return PixelRecipe(resize=resize, crop=crop, crop_rounding=rounding,
+                       mean=tuple(float(m) for m in mean), std=tuple(float(s) for s in std), interpolation=interpolation)

@@ -236,9 +236,10 @@ DIGEST_FILE = "mmtests-digest.json"  # beside a cached split's arrow files: the 
 
 
 def load_split(split: str, size: int | None = None, cache_dir: str | None = None,
-               sizes: tuple[tuple[int, int], ...] = ()):
+               sizes: tuple[tuple[int, int], ...] = (), image_format: str = "png"):
     """A split from the on-disk cache (`MMTESTS_CACHE`, default ~/.cache/mmtests), generated on first use;
-    with `sizes`, resized as `at_sizes` does (cached too: resizing costs more than reading).
+    with `sizes`, resized as `at_sizes` does (cached too: resizing costs more than reading); with
+    `image_format="jpeg"`, as photo-like JPEGs of 224-512 pixels a side (`mmtests.data.jpeg`, cached too).
 
     Each cached folder carries the sha256 of its files (`mmtests-digest.json`, written after a successful
     build) and is verified on every load: a folder with a file truncated, altered or missing, or without a
@@ -250,6 +251,16 @@ def load_split(split: str, size: int | None = None, cache_dir: str | None = None
     size = SPLIT_SIZES.get(split, 0) if size is None else size
     root = Path(cache_dir or os.environ.get("MMTESTS_CACHE") or Path.home() / ".cache" / "mmtests").expanduser()
     path = root / f"shapes-v{WORLD_VERSION}" / f"{split}-{size}"
+    if image_format == "jpeg":
+        if sizes:
+            raise ValueError("image sizes do not apply to the JPEG photos: each is rendered at its own size")
+        from .jpeg import JPEG_VERSION, as_jpeg_photos
+
+        photos = path.with_name(f"{path.name}-jpeg-v{JPEG_VERSION}")
+        return _cached(photos, lambda: as_jpeg_photos(_cached(path, lambda: build_split(split, size), cache_dir), split),
+                       cache_dir)
+    if image_format != "png":
+        raise ValueError(f"shapes world has no image format {image_format!r} (known: png, jpeg)")
     if not sizes:
         return _cached(path, lambda: build_split(split, size), cache_dir)
     resized = path.with_name(f"{path.name}-at-" + "-".join(f"{w}x{h}" for w, h in sizes))

@@ -104,7 +104,7 @@ def load_checked(spec: DatasetSpec, strict_images: bool | None = None) -> Loaded
     if spec.source == "shapes":
         from .shapes_world import load_split
 
-        ds = load_split(spec.split, spec.size, sizes=spec.image_sizes)
+        ds = load_split(spec.split, spec.size, sizes=spec.image_sizes, image_format=spec.image_format)
     else:
         try:
             ds = _load_hf(spec)
