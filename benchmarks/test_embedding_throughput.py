@@ -52,7 +52,8 @@ class Plan:
 
 
 FULL = Plan(ALL_BATCHES, ALL_BATCHES, rounds=20, warmup_rounds=3)
-DEFAULT_PLAN = {"cuda": FULL, "cpu": Plan((1, 8, 32), (1, 8, 32), rounds=5, warmup_rounds=1)}
+# On a CPU, 10 rounds: the tiny CLIP's passes take milliseconds, and with 5 their quartiles moved by 15-40%.
+DEFAULT_PLAN = {"cuda": FULL, "cpu": Plan((1, 8, 32), (1, 8, 32), rounds=10, warmup_rounds=2)}
 # Known random-weight architectures on a CPU, cut to what 2 cores do in about a minute.
 # GFLOP per image / caption: ViT-B-32 8.8 / 6.0, ViT-L-14 162 / 13.3; 2 cores do about 40 GFLOP/s on these.
 CPU_RANDOM_PLANS = {

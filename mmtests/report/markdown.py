@@ -260,6 +260,10 @@ def _utilisation(value: float | None) -> str | None:
     return f"⚠ {value:.0%}" if value > 1 else f"{value:.2%}"
 
 
+def _ratio(value: float | None) -> str | None:
+    return None if value is None else f"{value:.2f}x"
+
+
 def _spread(value: float | None) -> str | None:
     if value is None:
         return None
@@ -323,11 +327,13 @@ def benchmarks(data: dict | None) -> str:
     in_sweeps = {r["name"] for r in sweeps}
     others = [b for b in data["benchmarks"] if b["name"] not in in_sweeps]
     if others:
-        rows = [[b["name"], b["stats"]["median"] * 1000, _spread(b.get("extra_info", {}).get("spread")),
-                 b["stats"]["rounds"], _contended(_rate(b.get("extra_info", {}).get("items_per_s")), b.get("extra_info", {}),
-                                                  "items_per_s")]
+        rows = [[b["name"], _ms(b["stats"]["median"]), _spread(b.get("extra_info", {}).get("spread")),
+                 str(b["stats"]["rounds"]), _contended(_rate(b.get("extra_info", {}).get("items_per_s")),
+                                                       b.get("extra_info", {}), "items_per_s"),
+                 _ratio(b.get("extra_info", {}).get("ratio_to_raw_forward"))]
                 for b in others]
-        parts.append(_table(rows, ["benchmark", "median (ms)", "spread (IQR/median)", "rounds", "items/s"])
+        parts.append(_table(rows, ["benchmark", "median (ms)", "spread (IQR/median)", "rounds", "items/s",
+                                   "end to end / raw forward"], formatted=True)
                      + _flags([{"name": b["name"], **b.get("extra_info", {})} for b in others]))
     parts += [_harness_check(b["extra_info"]) for b in others if "harness_ratio" in b.get("extra_info", {})]
     return "\n\n".join(parts)
