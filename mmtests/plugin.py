@@ -340,9 +340,19 @@ def mm(request: pytest.FixtureRequest):
 
 
 @pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item):
+    """As `pytest_runtest_call`, for the session fixtures a check sets up (loading, embedding)."""
+    return (yield from _one_line_failures(item))
+
+
+@pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item):
     """Records that cannot be written, or memory that runs out, fail the check with one line naming the cause
     and the fix, no traceback (formatting a traceback full of tensors can itself run out of memory)."""
+    return (yield from _one_line_failures(item))
+
+
+def _one_line_failures(item: pytest.Item):
     from .errors import out_of_memory, out_of_memory_message
 
     try:
