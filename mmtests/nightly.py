@@ -4,7 +4,7 @@
 
 The suites are mmtests' own (`--pyargs mmtests.suites`), on the matrix --mm-config names (the embedded
 default without it); unit tests are CI's job (`.ci/run`). Detection power (`python -m mmtests.faults`, about
-4 minutes on 2 CPU cores) runs with --faults: weekly in the workflow, or `tox -e faults`.
+4-5 minutes on 2 CPU cores) runs with --faults: weekly in the workflow, or `tox -e faults`.
 
 Every step runs even when an earlier one failed (the report is always written); the exit status is non-zero
 when any step failed, and the failed steps are named.
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
                                  allow_abbrev=False)
     ap.add_argument("--out", type=Path, default=Path("reports"), help="folder for records, benchmarks and the report")
     ap.add_argument("--faults", action="store_true",
-                    help="add the detection-power step (python -m mmtests.faults, about 4 minutes on 2 CPU cores)")
+                    help="add the detection-power step (python -m mmtests.faults, 4-5 minutes on 2 CPU cores)")
     args, pytest_args = ap.parse_known_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     failed = []
