@@ -20,6 +20,7 @@ from mmtests.config import DatasetSpec, ModelSpec, ZeroShotCheck
 from mmtests.data import pipeline
 from mmtests.data.sources import labels_and_class_names, load_checked
 from mmtests.evaluation.zero_shot import zero_shot_logits, zero_shot_metrics
+from mmtests.plugin import session_matrix
 from mmtests.workbench import embed_images
 
 _RAW_FORWARD: dict[tuple[str, int], float] = {}  # (model or "dataset", batch) -> raw forward images/s, this session
@@ -149,7 +150,16 @@ def _median_items_per_s(fn, items: int, rounds: int) -> float:
 # 224-512 pixel JPEG, so the input pipeline bounds it), and ViT-B-32 with random weights (a published model's
 # compute per image, 8.8 GFLOP; on a CPU on the first CPU_PHOTOS images only, about 80 ms an image on 2 cores).
 CPU_ARCH, CPU_PHOTOS, CPU_ARCH_BATCH, CPU_ARCH_ROUNDS = "ViT-B-32", 64, 32, 3
-SUBJECTS = ["matrix-model", f"{CPU_ARCH}-random-weights"]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """The ViT-B-32 subjects (CPU photos, the CUDA paths) run when the matrix's [benchmarks] random_architectures
+    names ViT-B-32 (the default does); the matrix's own model always."""
+    wanted = CPU_ARCH in session_matrix(metafunc.config).benchmarks.random_architectures
+    if "subject" in metafunc.fixturenames:
+        metafunc.parametrize("subject", ["matrix-model", *([f"{CPU_ARCH}-random-weights"] if wanted else [])])
+    if "label" in metafunc.fixturenames:
+        metafunc.parametrize("label", [f"{GPU_ARCH}-random-weights"] if wanted else [])
 
 
 @pytest.fixture(scope="module")
@@ -172,7 +182,6 @@ def _subject(request, workbench, photos, subject: str):
             CPU_ARCH_ROUNDS)
 
 
-@pytest.mark.parametrize("subject", SUBJECTS)
 def test_throughput_photos_raw_image_forward(benchmark, request, workbench, photos, subject):
     """The image encoder alone on pre-made pixel tensors of the JPEG photos (made by the PIL path, outside the
     timing): what the end-to-end figure below is compared with."""
@@ -184,7 +193,6 @@ def test_throughput_photos_raw_image_forward(benchmark, request, workbench, phot
                                     device=workbench.device.type, model=label, images=len(ds))
 
 
-@pytest.mark.parametrize("subject", SUBJECTS)
 def test_throughput_photos_zero_shot_end_to_end(benchmark, request, workbench, photos, subject):
     """JPEG bytes to accuracy: decode, preprocess (in `loader_workers` DataLoader workers), encode, classify, score;
     `ratio_to_raw_forward` is its items/s over the raw forward's on the same images, model and batch (measured
@@ -224,7 +232,6 @@ def vit_b_32():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("label", [f"{GPU_ARCH}-random-weights"])
 @pytest.mark.parametrize("path", GPU_PATHS)
 def test_throughput_photos_cuda(benchmark, workbench, photos, vit_b_32, label, path):
     ds, labels, classnames = photos
