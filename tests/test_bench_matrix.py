@@ -76,3 +76,13 @@ def test_benchmarks_section_mistakes_are_named(tmp_path, section, message):
 def test_benchmarks_as_an_array_of_tables_is_named(tmp_path):
     with pytest.raises(ConfigError, match=r"\[benchmarks\] must be one table of settings"):
         load_matrix(write(tmp_path, MY_CLIP + "\n[[benchmarks]]\nrounds = 2\n"))
+
+
+def test_a_user_matrix_without_random_architectures_collects_none(tmp_path):
+    matrix = write(tmp_path, MY_CLIP)
+    cmd = [sys.executable, "-m", "pytest", str(ROOT / "benchmarks"), "-p", "no:cacheprovider", "-q", "--collect-only",
+           f"--mm-config={matrix}", "--benchmark-enable", "--benchmark-only"]
+    result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:]
+    ids = [line for line in result.stdout.splitlines() if "::" in line]
+    assert any("my-clip" in i for i in ids) and not any("random-weights" in i or "tiny-" in i for i in ids)
