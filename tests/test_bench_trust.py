@@ -55,8 +55,9 @@ def test_settle_computes_mfu_against_the_final_peak_and_flags_what_is_above_it()
     assert any("MFU 150% is above 100%" in f and "probes read low" in f and "40%" in f for f in over["flags"])
 
 
-def test_utilisation_above_a_datasheet_peak_blames_the_count():
-    data = {"benchmarks": [bench(3e9, device="cuda")]}
+@pytest.mark.parametrize("device", ["cuda", "cuda:0"])
+def test_utilisation_above_a_datasheet_peak_blames_the_count(device):
+    data = {"benchmarks": [bench(3e9, device=device)]}
     trust.settle(data, {"cuda": perf.DevicePeak("H100", {"float32": 2e9}, 1e9, "NVIDIA datasheet, ...")})
     assert any("count of this benchmark counts work that was not done" in f for f in data["benchmarks"][0]["extra_info"]["flags"])
 

@@ -51,7 +51,7 @@ def settle(output_json: dict, peaks: dict[str, DevicePeak | None]) -> None:
             flags.append(f"rounds spread {info['spread']:.0%} (IQR/median) > {LARGE_SPREAD:.0%}")
         if info.get("contended"):
             flags.append(f"contended: {info['contended']}")
-        peak = peaks.get(info.get("device"))
+        peak = peaks.get(str(info.get("device", "")).split(":")[0])  # "cuda:0" is timed against the "cuda" peak
         if peak is not None:
             dtype_peak = peak.flops.get(info.get("dtype"))
             if info.get("achieved_flops") and dtype_peak:
