@@ -59,16 +59,7 @@ def test_throughput_raw_image_forward(benchmark, setup):
     workbench, spec, ds, encoder, _, _ = setup
     pixels = encoder.preprocess(ds[spec.image_column])
     batch = workbench.batch_size
-
-    @torch.no_grad()
-    def forward():
-        with encoder.autocast():
-            for i in range(0, len(pixels), batch):
-                encoder.encode_image(pixels[i:i + batch], normalize=True)
-        if workbench.device.type == "cuda":
-            torch.cuda.synchronize()
-
-    benchmark.pedantic(forward, rounds=5, warmup_rounds=1)
+    benchmark.pedantic(_raw_forward(encoder, pixels, batch), rounds=5, warmup_rounds=1)
     if benchmark.stats:  # None under --benchmark-disable, where the function just runs once
         benchmark.extra_info["items_per_s"] = len(pixels) / benchmark.stats.stats.median
         _RAW_FORWARD[("dataset", batch)] = benchmark.extra_info["items_per_s"]

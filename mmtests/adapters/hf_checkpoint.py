@@ -76,21 +76,22 @@ class Checkpoint:
         names = (*TOKENIZER_FILES, "tokenizer_config.json", "special_tokens_map.json")
         return ", ".join(n for n in names if self.local and (self.path / n).is_file())
 
+    def _require(self, files: tuple[str, ...], what: str, fix: str, sep: str = ", ") -> None:
+        """A local folder holding none of `files` is refused, naming what it holds: a library would otherwise
+        substitute a default (a 2-token tokenizer) or fail with a hub error."""
+        if self.local and not any((self.path / f).is_file() for f in files):
+            raise EntryError(f"{self.where}: model folder {str(self.path)!r} has no {what} ({sep.join(files)}; it holds "
+                             f"{self.listing()}); {fix}")
+
     def check_tokenizer_files(self) -> None:
         """A local folder without tokenizer files would get a default tokenizer substituted: refuse it."""
-        if self.local and not any((self.path / f).is_file() for f in TOKENIZER_FILES):
-            raise EntryError(
-                f"{self.where}: model folder {str(self.path)!r} has no tokenizer files ({', '.join(TOKENIZER_FILES)}; "
-                f"it holds {self.listing()}); save the tokenizer into it (tokenizer.save_pretrained) so the "
-                "model's own vocabulary is used")
+        self._require(TOKENIZER_FILES, "tokenizer files", "save the tokenizer into it (tokenizer.save_pretrained) so "
+                      "the model's own vocabulary is used")
 
     def check_processor_files(self) -> None:
         """A local folder without the image processor's settings cannot preprocess images as the model was trained."""
-        if self.local and not any((self.path / f).is_file() for f in PROCESSOR_FILES):
-            raise EntryError(
-                f"{self.where}: model folder {str(self.path)!r} has no image processor settings "
-                f"({' or '.join(PROCESSOR_FILES)}; it holds {self.listing()}); save the processor into it "
-                "(processor.save_pretrained) so images are resized and normalised as the model was trained")
+        self._require(PROCESSOR_FILES, "image processor settings", "save the processor into it "
+                      "(processor.save_pretrained) so images are resized and normalised as the model was trained", " or ")
 
     def load(self, files: str, loader):
         """`loader()`; a hub checkpoint missing here is unavailable, anything else failing is broken."""

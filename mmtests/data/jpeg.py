@@ -15,7 +15,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from .shapes_world import IMAGE_SIZE, SPLIT_SEEDS
+from .shapes_world import SPLIT_SEEDS, rescaled_scenes
 
 # Bump when the bytes change: it names the on-disk cache (with the world's version).
 JPEG_VERSION = 1
@@ -44,20 +44,8 @@ def photo_bytes(image: Image.Image, split: str, index: int) -> bytes:
 def as_jpeg_photos(ds, split: str):
     """A shapes-world split (64-pixel scenes) with every image replaced by its photo-like JPEG, boxes scaled with
     it, and `width` / `height` columns added. Row i of the split must be scene i (as `build_split` makes them)."""
-    from datasets import Value
-
-    def scale(box, sx, sy):
-        return [round(box[0] * sx), round(box[1] * sy), round(box[2] * sx), round(box[3] * sy)]
-
-    def convert(row, index):
+    def photo(row, index):
         w, h = photo_size(split, index)
-        sx, sy = w / IMAGE_SIZE, h / IMAGE_SIZE
-        return {"image": {"bytes": photo_bytes(row["image"], split, index), "path": None},
-                "bbox": scale(row["bbox"], sx, sy),
-                "distractors": [{**d, "bbox": scale(d["bbox"], sx, sy)} for d in row["distractors"]],
-                "width": w, "height": h}
+        return {"bytes": photo_bytes(row["image"], split, index), "path": None}, w, h
 
-    features = ds.features.copy()
-    features["width"] = features["height"] = Value("int16")
-    return ds.map(convert, with_indices=True, features=features, desc="shapes world: JPEG photos",
-                  load_from_cache_file=False, keep_in_memory=True)
+    return rescaled_scenes(ds, photo, "shapes world: JPEG photos")

@@ -378,20 +378,30 @@ def at_sizes(ds, sizes: tuple[tuple[int, int], ...]):
     if not sizes:
         return ds
 
+    def resize(row, index):
+        w, h = sizes[index % len(sizes)]
+        return row["image"].resize((w, h), Image.Resampling.BICUBIC), w, h
+
+    return rescaled_scenes(ds, resize, "shapes world: resizing")
+
+
+def rescaled_scenes(ds, image_of, desc: str):
+    """The split with row i's image replaced by `image_of(row, i)` = (image, width, height), every box scaled
+    from the 64-pixel scene to that size, and `width` / `height` columns added."""
+    from datasets import Value
+
     def scale(box, sx, sy):
         return [round(box[0] * sx), round(box[1] * sy), round(box[2] * sx), round(box[3] * sy)]
 
-    def resize(row, index):
-        w, h = sizes[index % len(sizes)]
+    def convert(row, index):
+        image, w, h = image_of(row, index)
         sx, sy = w / IMAGE_SIZE, h / IMAGE_SIZE
-        return {"image": row["image"].resize((w, h), Image.Resampling.BICUBIC), "bbox": scale(row["bbox"], sx, sy),
+        return {"image": image, "bbox": scale(row["bbox"], sx, sy),
                 "distractors": [{**d, "bbox": scale(d["bbox"], sx, sy)} for d in row["distractors"]],
                 "width": w, "height": h}
-
-    from datasets import Value
 
     features = ds.features.copy()
     features["width"] = features["height"] = Value("int16")
     # In memory: a map over a split read from the cache would otherwise leave a copy in the split's folder.
-    return ds.map(resize, with_indices=True, features=features, desc="shapes world: resizing",
-                  load_from_cache_file=False, keep_in_memory=True)
+    return ds.map(convert, with_indices=True, features=features, desc=desc, load_from_cache_file=False,
+                  keep_in_memory=True)
