@@ -560,7 +560,7 @@ def load_matrix(path: str | Path | None = None) -> Matrix:
             if d.get(key) and source != "shapes":
                 problems.append(f"{where}: {key} applies to the shapes world only (source 'shapes'){hint}")
         if source == "shapes":
-            from .data.shapes_world import SPLIT_SEEDS
+            from .data.facts import SPLIT_SEEDS
 
             if split not in SPLIT_SEEDS:
                 problems.append(f"{where}: the shapes world has no split {split!r} (known: {', '.join(SPLIT_SEEDS)})")
@@ -734,7 +734,7 @@ def _read_vlm_sections(raw: dict, matrix: Matrix, base: Path, problems: list[str
         for kind in mins:
             _number(mins, kind, f"{where} min_accuracy", problems)
         if qs and matrix.question_sets[qs].questions == "shapes":
-            from .data.shapes_qa import KINDS
+            from .data.facts import KINDS
 
             for kind in [k for k in mins if k not in KINDS]:
                 problems.append(f"{where}: min_accuracy names question kind {kind!r}{_did_you_mean(kind, KINDS)}, "

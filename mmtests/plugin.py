@@ -105,7 +105,7 @@ def session_device(config: pytest.Config):
 
 def _answer_cases(matrix: Matrix) -> list[tuple]:
     """(check, question kind) pairs: kinds with a threshold, and for generated sets every kind (reported)."""
-    from .data.shapes_qa import KINDS
+    from .data.facts import KINDS
 
     cases = []
     for c in matrix.answers:
@@ -117,7 +117,7 @@ def _answer_cases(matrix: Matrix) -> list[tuple]:
 
 
 def _pope_cases(matrix: Matrix) -> list[tuple]:
-    from .data.shapes_qa import POPE_KINDS
+    from .data.facts import POPE_KINDS
 
     cases = []
     for c in matrix.pope:

@@ -17,10 +17,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from mmtests.data.shapes_world import COLOURS, OBJECTS, SHAPES
+from .facts import COLOURS, IMAGE_SIZE, KINDS, OBJECTS, POPE_KINDS, POSITIONS, SHAPES
 
-KINDS = ("colour", "shape", "position", "size", "count", "describe")
-POPE_KINDS = ("random", "popular", "adversarial")
 NUMBERS = ("zero", "one", "two", "three", "four", "five")
 
 PHRASINGS = {  # the first phrasing of each kind is the one test sets ask
@@ -50,7 +48,6 @@ CENTRE_BAND = 8  # pixels: the centre row/column of `position`; main objects are
 def position(bbox, width: int | None = None, height: int | None = None) -> str:
     """Where an object is, from its bounding box centre: 3 x 3 cells around a central band (boxes of an
     image of `width` x `height` pixels are read in the rendered scene's frame)."""
-    from mmtests.data.shapes_world import IMAGE_SIZE, POSITIONS
 
     def cell(v: float) -> int:
         return 0 if v < (IMAGE_SIZE - CENTRE_BAND) / 2 else 2 if v > (IMAGE_SIZE + CENTRE_BAND) / 2 else 1

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-SHAPES = ("circle", "square", "triangle", "star", "cross", "ring")
-COLOURS = ("red", "green", "blue", "yellow", "purple", "orange", "white")
+from .facts import COLOURS, IMAGE_SIZE, OBJECTS, POSITIONS, SHAPES, SPLIT_SEEDS  # noqa: F401 (names of the world)
+
 RGB = {
     "red": (220, 40, 40),
     "green": (40, 180, 60),
@@ -27,17 +27,9 @@ RGB = {
 }
 # One held-out combination per colour, spread over the shapes, never shown in training.
 HELDOUT_COMBOS = frozenset((c, SHAPES[i % len(SHAPES)]) for i, c in enumerate(COLOURS))
-OBJECTS = tuple(f"{c} {s}" for c in COLOURS for s in SHAPES)
-POSITIONS = (
-    ("top left", "top", "top right"),
-    ("left", "centre", "right"),
-    ("bottom left", "bottom", "bottom right"),
-)
-SPLIT_SEEDS = {"train": 0, "test": 1, "heldout": 2}
 # Bump when rendered pixels or captions change: it names the on-disk cache, and a test pins a
 # digest of sample scenes to it, so a stale cache can never be mistaken for the current world.
 WORLD_VERSION = 1
-IMAGE_SIZE = 64
 _SUPERSAMPLE = 4
 MAIN_RADIUS = (16.0, 24.0)
 DISTRACTOR_RADIUS = (7.0, 10.0)
