@@ -331,7 +331,7 @@ def _baseline_dir(base: Path, value, where: str, problems: list[str]) -> str | N
 
 
 def _tolerance(value, where: str, problems: list[str]) -> tuple[tuple[str, float], ...]:
-    from .baselines import TOLERANCES
+    from .figures.gates import TOLERANCES
 
     known = set(TOLERANCES["float32"])
     if not isinstance(value, dict):

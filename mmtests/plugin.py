@@ -13,11 +13,11 @@ from typing import TypeVar
 
 import pytest
 
-from .checks import FAIL, MEASURED, Check
 from .config import ConfigError, Matrix, load_matrix
 from .errors import RecordsUnwritable
-from .records import finish_run, hand_over_run_id, record_usage_error, write_plan
-from .report.records_io import RUN_ID
+from .figures.check import FAIL, MEASURED, Check
+from .figures.record_files import RUN_ID
+from .runrecords import finish_run, hand_over_run_id, record_usage_error, write_plan
 
 MARKERS = {
     "gpu": "needs a CUDA device; skipped without one",
@@ -202,8 +202,9 @@ class MMSession:
     def __init__(self, config: pytest.Config):
         import torch
 
-        from .baselines import BaselineWriter
-        from .records import environment, session_writer
+        from .figures.baseline_store import BaselineWriter
+        from .figures.record_writer import environment
+        from .runrecords import session_writer
         from .workbench import Workbench
 
         self.config = config
@@ -262,7 +263,7 @@ class MMSession:
 
     def baseline(self, model: str):
         """The model's committed baseline, or None when its entry names none (or this run records one)."""
-        from .baselines import Baseline
+        from .figures.baseline_store import Baseline
 
         spec = self.matrix.models[model]
         if spec.baseline is None or self.saving:
@@ -272,7 +273,7 @@ class MMSession:
         return self._baselines[model]
 
     def tolerances(self, model: str) -> dict[str, float]:
-        from .baselines import tolerances
+        from .figures.gates import tolerances
 
         return tolerances(self.workbench.precision(model), dict(self.matrix.models[model].tolerance))
 

@@ -646,7 +646,7 @@ def test_89_out_of_memory_while_building_a_model_is_not_called_unavailable(monke
 
 def test_91_records_that_stop_taking_lines_name_the_file_what_was_lost_and_the_fix(tmp_path):
     from mmtests.errors import RecordsUnwritable
-    from mmtests.records import RecordWriter
+    from mmtests.figures.record_writer import RecordWriter
 
     class Full:
         def write(self, _):
@@ -668,7 +668,8 @@ def test_91_records_that_stop_taking_lines_name_the_file_what_was_lost_and_the_f
 
 
 def test_85_a_session_stopped_by_a_matrix_error_or_selecting_nothing_says_so_in_the_records(pytester, tmp_path):
-    from mmtests.report.records_io import read_folder, run_folders
+    from mmtests.figures.record_files import run_folders
+    from mmtests.figures.record_reader import read_folder
 
     bad = tmp_path / "bad.toml"
     bad.write_text('[models.x]\nbackend = "nope"\nmodel = "y"\n')

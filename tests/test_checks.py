@@ -5,20 +5,22 @@ import math
 import pytest
 import torch
 
-from mmtests import baselines as B
-from mmtests.checks import FAIL, MEASURED, PASS, at_least, at_most, binomial_tail, measured, paired_drop
+from mmtests.errors import EntryError
+from mmtests.figures import baseline_store, gates
+from mmtests.figures.check import FAIL, MEASURED, PASS, judged, measured
+from mmtests.figures.paired import binomial_tail, paired_drop
 
-TOL = B.tolerances("float32")
+TOL = gates.tolerances("float32")
 
 
 def test_bounds_judge_in_their_direction():
-    assert at_least("top1", 0.8, 0.7).outcome == PASS
-    assert at_least("top1", 0.6, 0.7).outcome == FAIL
-    assert at_most("leak", 0.0, 0.0).outcome == PASS
-    assert at_most("leak", 1e-3, 0.0).outcome == FAIL
-    assert at_least("top1", 0.6, None).outcome == MEASURED
+    assert judged("top1", 0.8, 0.7).outcome == PASS
+    assert judged("top1", 0.6, 0.7).outcome == FAIL
+    assert judged("causal_leak", 0.0, 0.0).outcome == PASS
+    assert judged("causal_leak", 1e-3, 0.0).outcome == FAIL
+    assert judged("top1", 0.6, None).outcome == MEASURED
     assert measured("top5", 0.9).outcome == MEASURED
-    assert "0.6 < 0.7" in at_least("top1", 0.6, 0.7).describe()
+    assert "0.6 < 0.7" in judged("top1", 0.6, 0.7).describe()
 
 
 def test_binomial_tail_is_the_exact_mcnemar_p_value():
@@ -42,53 +44,54 @@ def test_paired_drop_counts_flips_both_ways():
 def test_accuracy_gate_is_red_only_when_worse_beyond_chance():
     names = [f"s{i}" for i in range(200)]
     same = [i % 3 != 0 for i in range(200)]
-    assert B.accuracy_gate("acc", same, same, TOL, names).outcome == PASS
+    assert gates.accuracy_gate("top1_vs_baseline", same, same, TOL, names).outcome == PASS
     one_lost = list(same)
     one_lost[1] = False  # a single flip is not evidence: p = 0.5
-    assert B.accuracy_gate("acc", same, one_lost, TOL, names).outcome == PASS
+    assert gates.accuracy_gate("top1_vs_baseline", same, one_lost, TOL, names).outcome == PASS
     many_lost = [ok and i % 10 != 1 for i, ok in enumerate(same)]  # 14 lost (i = 1, 11, 31, ...), none gained
-    check = B.accuracy_gate("acc", same, many_lost, TOL, names)
+    check = gates.accuracy_gate("top1_vs_baseline", same, many_lost, TOL, names)
     assert check.outcome == FAIL and "14 samples lost, 0 gained" in check.explain and "p = 6.1e-05" in check.explain
     assert check.fields["flipped"][:3] == ["s1", "s11", "s31"]
 
 
 def test_agreement_gate_names_what_changed():
     names = ["a", "b", "c", "d"]
-    check = B.agreement_gate("agree", [0, 1, 2, 3], [0, 1, 5, 3], {"min_agreement": 0.9}, names, "classes")
+    check = gates.agreement_gate("prediction_agreement", [0, 1, 2, 3], [0, 1, 5, 3], {"min_agreement": 0.9}, names, "classes")
     assert check.value == 0.75 and check.outcome == FAIL and "c: 2 -> 5" in check.explain
-    assert B.agreement_gate("agree", [0, 1], [0, 1], {"min_agreement": 1.0}, names, "classes").outcome == PASS
+    assert gates.agreement_gate("prediction_agreement", [0, 1], [0, 1], {"min_agreement": 1.0}, names, "classes").outcome == PASS
 
 
 def test_cosine_and_kl_gates():
     base = torch.nn.functional.normalize(torch.randn(8, 16), dim=-1)
-    assert B.cosine_gate("cos", base, base.clone(), TOL, "probe").outcome == PASS
+    assert gates.cosine_gate("image_cosine", base, base.clone(), TOL, "probe").outcome == PASS
     moved = base + 0.05 * torch.randn(8, 16)
-    assert B.cosine_gate("cos", base, moved, TOL, "probe").outcome == FAIL
-    assert B.cosine_gate("cos", base, base[:4], TOL, "probe").outcome == FAIL  # another probe set
+    assert gates.cosine_gate("image_cosine", base, moved, TOL, "probe").outcome == FAIL
+    assert gates.cosine_gate("image_cosine", base, base[:4], TOL, "probe").outcome == FAIL  # another probe set
     logp = torch.log_softmax(torch.randn(5, 10), dim=-1)
-    assert B.kl_gate("kl", logp, logp.clone(), TOL, list("abcde")).value == pytest.approx(0.0, abs=1e-7)
-    assert B.kl_gate("kl", logp, torch.log_softmax(torch.randn(5, 10), dim=-1), TOL, list("abcde")).outcome == FAIL
+    assert gates.kl_gate("first_token_kl", logp, logp.clone(), TOL, list("abcde")).value == pytest.approx(0.0, abs=1e-7)
+    other = torch.log_softmax(torch.randn(5, 10), dim=-1)
+    assert gates.kl_gate("first_token_kl", logp, other, TOL, list("abcde")).outcome == FAIL
 
 
 def test_baseline_round_trip_and_changed_data_is_named(tmp_path):
-    writer = B.BaselineWriter()
+    writer = baseline_store.BaselineWriter()
     writer.add("m", "zero_shot/d/p", {"digest": "abc", "predicted": [1, 2], "correct": [True, False]})
     writer.add_array("m", "image/d", torch.ones(2, 3))
     writer.write("m", tmp_path / "m", {"device": "cpu"})
-    loaded = B.Baseline.load(tmp_path / "m", "m")
+    loaded = baseline_store.Baseline.load(tmp_path / "m", "m")
     assert loaded.entry("zero_shot/d/p", "m", "abc")["predicted"] == [1, 2]
     assert torch.equal(loaded.arrays["image/d"], torch.ones(2, 3))
-    with pytest.raises(B.EntryError, match="not those of its baseline"):
+    with pytest.raises(EntryError, match="not those of its baseline"):
         loaded.entry("zero_shot/d/p", "m", "other")
-    with pytest.raises(B.EntryError, match="has no outcomes for 'zero_shot/d/q'"):
+    with pytest.raises(EntryError, match="has no outcomes for 'zero_shot/d/q'"):
         loaded.entry("zero_shot/d/q", "m", "abc")
     # A second session updates what it measured and keeps the rest, like a snapshot update.
-    again = B.BaselineWriter()
+    again = baseline_store.BaselineWriter()
     again.add("m", "answers/q", {"digest": "x", "text": ["red"]})
     again.write("m", tmp_path / "m", {"device": "cpu"})
-    assert set(B.Baseline.load(tmp_path / "m", "m").samples) == {"zero_shot/d/p", "answers/q"}
+    assert set(baseline_store.Baseline.load(tmp_path / "m", "m").samples) == {"zero_shot/d/p", "answers/q"}
 
 
 def test_missing_baseline_says_how_to_record_it(tmp_path):
-    with pytest.raises(B.EntryError, match="--mm-save-baseline"):
-        B.Baseline.load(tmp_path / "nothing", "m")
+    with pytest.raises(EntryError, match="--mm-save-baseline"):
+        baseline_store.Baseline.load(tmp_path / "nothing", "m")

@@ -9,9 +9,9 @@ import subprocess
 import sys
 import time
 
-from mmtests.records import RecordWriter, publish
+from mmtests.figures.record_reader import read_run
+from mmtests.figures.record_writer import RecordWriter, publish
 from mmtests.report.__main__ import build, main
-from mmtests.report.records_io import read_run
 
 R1, R2, R3 = "20260101T000000.000000Z", "20260102T000000.000000Z", "20260103T000000.000000Z"
 NODES = [f"suite.py::test_top1[m/d/{p}]" for p in "abcd"]
@@ -19,7 +19,7 @@ ENV = {"device": "cpu"}
 
 WRITE_THEN_DIE = """
 import os, signal, sys
-from mmtests.records import RecordWriter
+from mmtests.figures.record_writer import RecordWriter
 records, run_id, count, nodes = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
 writer = RecordWriter(records, {"device": "cpu"}, run_id=run_id)
 writer.plan(nodes)
@@ -134,7 +134,7 @@ def test_old_run_folders_are_pruned_once_idle(tmp_path, monkeypatch):
 
 CONFTEST = """
 import pytest
-from mmtests.records import finish_run, hand_over_run_id, write_plan
+from mmtests.runrecords import finish_run, hand_over_run_id, write_plan
 
 def pytest_collection_finish(session):
     write_plan(session.config, [i.nodeid for i in session.items if "mm" in i.fixturenames])

@@ -231,7 +231,7 @@ def test_concurrent_reports_of_one_run_all_succeed(tmp_path):
 
 
 def test_a_half_written_history_file_is_never_read(tmp_path):
-    from mmtests.report.records_io import temp_name
+    from mmtests.figures.record_files import temp_name
 
     out = tmp_path / "out"
     build(one_figure(tmp_path, "20260101T000000Z"), out)

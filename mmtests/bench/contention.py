@@ -22,7 +22,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 
-CONTENDED_SHARE = 0.10  # of all CPUs: a fifth of one core on a 2-core runner
+from ..figures.metrics import CONTENDED_SHARE
 
 
 @dataclass(frozen=True)

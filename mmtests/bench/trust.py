@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..figures.metrics import LARGE_SPREAD
+
 if TYPE_CHECKING:  # the report reads this module: no torch import at run time
     from .perf import DevicePeak
 
-LARGE_SPREAD = 0.10  # IQR / median
 MIN_ROUNDS_FOR_SPREAD = 4
 
 

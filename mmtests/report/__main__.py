@@ -20,10 +20,11 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
+from ..figures.record_files import atomic_write, merged, run_folders
+from ..figures.record_reader import Run, benchmark_sweeps, read_run
 from . import llava, markdown
 from .history import DEFAULT_THRESHOLDS, Thresholds, append, compare_with_previous, snapshot
 from .plots import accuracy_by_prompt_set, throughput_by_batch_size
-from .records_io import Run, atomic_write, benchmark_sweeps, merged, read_run, run_folders
 
 
 class Built(NamedTuple):

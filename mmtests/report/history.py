@@ -2,7 +2,7 @@
 
 `<history>/<run id>.json` holds a run's figures: every numeric figure of the records (suite,
 test_id, metric, value; read as higher-is-better, such as accuracy, recall or gains, unless
-`METRIC_DIRECTION` says otherwise) and every benchmark
+the metric table says otherwise) and every benchmark
 (name, median seconds, items/s). Files are only ever added, whole (written aside, then linked into
 place), and only for runs that finished: a run already in the history is left as it was. The previous
 run is the newest readable file whose run id sorts before this one (run ids are UTC timestamps); when
@@ -16,7 +16,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .records_io import Run, temp_name
+from ..figures.metrics import LARGE_SPREAD, METRICS
+from ..figures.record_files import temp_name
+from ..figures.record_reader import Run
 
 
 @dataclass(frozen=True)
@@ -51,13 +53,17 @@ class Comparison:
         return [d for d in self.deltas if d.verdict == "regression"]
 
 
-# A figure's direction travels with it (`higher_is_better`, set by its check). Records of older runs
-# lack it; for those, and for figures that describe a model rather than rate it ("neutral": where
-# attention goes, shown, never flagged), this table decides.
-METRIC_DIRECTION = {
-    "row_sum_error": "lower", "causal_leak": "lower", "max_repeated_bigrams": "lower", "yes_ratio_gap": "lower",
-    "yes_ratio": "target", "image_share": "neutral", "sink_share": "neutral", "distinct_2_describe": "neutral",
-}
+def _direction(figure: dict) -> str:
+    """How a figure's change is read: "higher" or "lower" is better, "target" (closest to a true value) or
+    "neutral" (describes the model, shown, never flagged), from the metric table; figures of metrics the table
+    does not know (an older run's) by the `higher_is_better` they were recorded with."""
+    spec = METRICS.get(figure["metric"])
+    if spec is not None and spec.history != "judged":
+        return spec.history
+    higher = spec.higher_is_better if spec is not None else figure.get("higher_is_better") is not False
+    return "higher" if higher else "lower"
+
+
 TARGET_FIELDS = {"yes_ratio": "true_yes_ratio"}
 
 
@@ -143,9 +149,7 @@ def compare(prev: dict, cur: dict, thresholds: Thresholds) -> Comparison:
     c_figs = _by(cur.get("figures", []), "suite", "test_id", "metric")
     for key in sorted(p_figs.keys() & c_figs.keys()):
         before, now = p_figs[key]["value"], c_figs[key]["value"]
-        direction = METRIC_DIRECTION.get(key[2])
-        if direction is None:
-            direction = "lower" if c_figs[key].get("higher_is_better") is False else "higher"
+        direction = _direction(c_figs[key])
         better = now - before  # how much better the figure got, in its own units
         if direction == "lower":
             better = before - now
@@ -178,8 +182,6 @@ def compare(prev: dict, cur: dict, thresholds: Thresholds) -> Comparison:
 def _unreliable(bench: dict, which: str) -> str | None:
     """Why a throughput figure cannot support a regression or improvement verdict: it was taken while other
     processes were busy, or its rounds spread more than the change would have to exceed."""
-    from ..bench.trust import LARGE_SPREAD
-
     if bench.get("contended"):
         return f"{which} run contended: {bench['contended']}"
     if _number(bench.get("spread")) and bench["spread"] > LARGE_SPREAD:

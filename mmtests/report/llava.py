@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-from .markdown import MARK, _table
-from .plots import per_layer_curves
-from .records_io import Run
+from ..figures.artifacts import load_heatmaps
+from ..figures.record_reader import Run
+from ..figures.record_schema import bound_of
+from .markdown import MARK, _table, bounded
+from .plots import attention_heatmaps, per_layer_curves
 
 
-def _fmt(figure: dict | None, threshold_key: str = "threshold", op: str = "≥") -> str:
+def _fmt(figure: dict | None) -> str:
     if figure is None or figure.get("value") is None:
         return "–"
-    text = f"{figure['value']:.3f}"
-    limit = figure.get(threshold_key)
-    if limit is not None:
-        text += f" {MARK[figure['outcome']]} ({op} {limit:g})"
-    return text
+    return f"{figure['value']:.3f}" + bounded(figure)
 
 
 def answers(run: Run) -> str:
@@ -46,7 +43,7 @@ def pope(run: Run) -> str:
     for f in f1s:
         yes = others.get((f["test_id"], "yes_ratio_gap"), {})
         ratio = "–" if not yes else (f"{yes['yes_ratio']:.2f} (true {yes['true_yes_ratio']:.2f})"
-                                     + (f" {MARK[yes['outcome']]}" if yes.get("max_allowed") is not None else ""))
+                                     + (f" {MARK[yes['outcome']]}" if bound_of(yes)[1] is not None else ""))
         rows.append([f["model"], f["pope_set"], *(others.get((f["test_id"], m), {}).get("value")
                                                   for m in ("accuracy", "precision", "recall")), _fmt(f), ratio,
                      f.get("always_yes_f1"), f["n"]])
@@ -61,8 +58,7 @@ def stability(run: Run) -> str:
     metrics = ["same_answer_twice", "batched_equals_single", "non_empty", "finished", "max_repeated_bigrams"]
     by = {(f["model"], f["question_set"], f["metric"]): f for f in figures}
     pairs = list(dict.fromkeys((f["model"], f["question_set"]) for f in figures))
-    rows = [[m, q, *(_fmt(by.get((m, q, k)), "max_allowed" if k == "max_repeated_bigrams" else "threshold",
-                          "≤" if k == "max_repeated_bigrams" else "≥") for k in metrics)] for m, q in pairs]
+    rows = [[m, q, *(_fmt(by.get((m, q, k))) for k in metrics)] for m, q in pairs]
     return _table(rows, ["model", "question set", "same answers twice", "batched = one at a time", "non-empty",
                          "ended by EOS", "max repeated bigrams"])
 
@@ -80,9 +76,9 @@ def attention(run: Run) -> str:
         control = loc.get("control") if loc else None
         rows.append([
             test_id,
-            _fmt(get("row_sum_error"), "max_allowed", "≤"), _fmt(get("causal_leak"), "max_allowed", "≤"),
+            _fmt(get("row_sum_error")), _fmt(get("causal_leak")),
             "✅" if (get("shapes") or {}).get("value") == 1.0 else "❌" if get("shapes") else "–",
-            _fmt(get("image_share")), _fmt(get("sink_share"), "max_allowed", "≤"),
+            _fmt(get("image_share")), _fmt(get("sink_share")),
             _fmt(loc) + (f" vs {loc['control_value']:.2f}" if loc and loc.get("control_value") is not None else ""),
             (f"{hit['value']:.2f} (chance {hit['chance']:.2f}"
              + (f", control {hit['control_value']:.2f})" if hit.get("control_value") is not None else ")")) if hit else "–",
@@ -93,7 +89,7 @@ def attention(run: Run) -> str:
 
 
 def pictures(run: Run, run_dir: Path) -> list[str]:
-    """Per-layer curves drawn from the records, and the suites' heatmaps copied beside the report."""
+    """Per-layer curves drawn from the records, and heatmaps drawn from the data the suites saved beside them."""
     out = []
     share = run.select("attention", "image_share")
     curve = per_layer_curves(
@@ -115,11 +111,16 @@ def pictures(run: Run, run_dir: Path) -> list[str]:
         out.append(f"![localization by layer]({ratio.name})")
     for f in run.select("attention", "heatmaps"):
         source = Path(f.get("artifact", ""))
-        if source.is_file():
-            shutil.copyfile(source, run_dir / source.name)
-            out.append(f"![attention heatmaps {f['test_id']}]({source.name})")
-        else:
-            run.problems.append(f"heatmap picture {source} named by the records is missing")
+        if not source.is_file():
+            run.problems.append(f"heatmap data {source} named by the records is missing")
+            continue
+        try:
+            samples, control, title = load_heatmaps(source)
+        except (OSError, ValueError, KeyError) as err:
+            run.problems.append(f"heatmap data {source} cannot be read ({err.__class__.__name__}: {err}); skipped")
+            continue
+        picture = attention_heatmaps(samples, control, run_dir / f"{source.stem}.png", title)
+        out.append(f"![attention heatmaps {f['test_id']}]({picture.name})")
     return out
 
 

@@ -6,9 +6,11 @@ from collections import Counter
 
 from tabulate import tabulate
 
-from ..bench.trust import LARGE_SPREAD
+from ..figures.check import bound_text
+from ..figures.metrics import HARNESS_TOLERANCE, LARGE_SPREAD
+from ..figures.record_reader import Run, benchmark_sweeps
+from ..figures.record_schema import bound_of
 from .history import Comparison, Delta, Thresholds
-from .records_io import Run, benchmark_sweeps
 
 MARK = {"pass": "✅", "fail": "❌", "measured": "", "skip": "⏭"}
 
@@ -21,10 +23,15 @@ def _table(rows: list[list], headers: list[str], formatted: bool = False) -> str
 def _cell(figure: dict | None) -> str:
     if figure is None:
         return "–"
-    text = f"{figure['value']:.3f}"
-    if figure.get("threshold") is not None:
-        text += f" {MARK[figure['outcome']]} (≥ {figure['threshold']:.2f})"
-    return text
+    return f"{figure['value']:.3f}" + bounded(figure, ".2f")
+
+
+def bounded(figure: dict, digits: str = "g") -> str:
+    """" ✅ (≥ 0.80)": the verdict and the min or max bound a figure was judged against; "" when it had none."""
+    kind, bound = bound_of(figure)
+    if kind not in ("min", "max") or bound is None:
+        return ""
+    return f" {MARK[figure['outcome']]} ({bound_text(kind, bound, digits=digits)})"
 
 
 def _checks(node_ids: list[str], limit: int = 10) -> str:
@@ -133,16 +140,8 @@ def summary(run: Run) -> str:
 def describe(figure: dict) -> str:
     """A figure in one line: value, its bound (min, max, or the baseline and tolerance), and why."""
     value = "n/a" if figure.get("value") is None else f"{figure['value']:.4g}"
-    kind = figure.get("bound_kind")
-    if figure.get("threshold") is not None:
-        bound = f" (min {figure['threshold']:g})"
-    elif figure.get("max_allowed") is not None:
-        bound = f" (max {figure['max_allowed']:g})"
-    elif kind == "baseline":
-        base = figure.get("baseline_value")
-        bound = f" (baseline {base:.4g}, tolerance {figure.get('tolerance'):g})" if base is not None else ""
-    else:
-        bound = ""
+    text = bound_text(*bound_of(figure), words=True, baseline=figure.get("baseline_value"))
+    bound = f" ({text})" if text else ""
     why = figure.get("explain") or figure.get("reason")
     return f"{figure['metric']} {value}{bound}" + (f": {why}" if why else "")
 
@@ -232,7 +231,7 @@ def prompt_gains(run: Run) -> str:
     rows = [
         [g["model"], g["dataset"], f"{g['candidate']} vs {g['baseline']}", g["baseline_top1"], g["candidate_top1"],
          f"{g['value']:+.3f} ± {g['stderr']:.3f}",
-         "–" if g.get("threshold") is None else f"≥ {g['threshold']:+.2f} {MARK[g['outcome']]}"]
+         bounded(g, "+.2f").strip() or "–"]
         for g in gains
     ]
     return _table(rows, ["model", "dataset", "prompts", "baseline top-1", "candidate top-1", "gain ± se", "expected"])
@@ -374,7 +373,7 @@ def benchmark_conditions(data: dict) -> str:
 
 
 def _harness_check(info: dict) -> str:
-    ratio, tolerance = info["harness_ratio"], info.get("harness_tolerance", 0.03)
+    ratio, tolerance = info["harness_ratio"], info.get("harness_tolerance", HARNESS_TOLERANCE)
     verdict = "within" if abs(ratio - 1) <= tolerance else "⚠ **outside**"
     return (f"Harness overhead: {_rate(info.get('harness_items_per_s'))} items/s through pytest-benchmark against "
             f"{_rate(info.get('bare_items_per_s'))} items/s in a bare loop (fastest rounds): ratio {ratio:.3f}, "

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from mmtests.checks import at_least, at_most, measured
-from mmtests.report.plots import attention_heatmaps
+from mmtests.figures.artifacts import save_heatmaps
+from mmtests.figures.check import judged, measured
 
 pytestmark = pytest.mark.llava
 MIN_SAMPLES = 5  # fewer correctly answered questions than this and localization is not measurable
@@ -39,7 +39,7 @@ def _measurable(mm, request, check):
     items, total = mm.available(mm.workbench.vlm.attention_items, check, test_id=check.id, suite="attention")
     needed = min(MIN_SAMPLES, check.samples)
     if len(items) < needed:
-        _judge(mm, request, check, [at_least("answered_for_attention", len(items), needed,
+        _judge(mm, request, check, [judged("answered_for_attention", len(items), needed,
                                              explain=f"the model answers {len(items)} of {total} {check.kind!r} "
                                                      "questions correctly; attention is measured on correct answers")])
     return _summary(mm, check)
@@ -51,12 +51,12 @@ def test_attention_rows_sum_to_one(attention_check, mm, request):
     (measured 2.9e-3 on an H200)."""
     s = _summary(mm, attention_check, answered_only=False)
     tol = max(attention_check.row_sum_tolerance, torch.finfo(getattr(torch, s.dtype)).eps)
-    _judge(mm, request, attention_check, [at_most("row_sum_error", s.row_sum_error, tol, fields={"dtype": s.dtype})])
+    _judge(mm, request, attention_check, [judged("row_sum_error", s.row_sum_error, tol, fields={"dtype": s.dtype})])
 
 
 def test_attention_is_causal(attention_check, mm, request):
     s = _summary(mm, attention_check, answered_only=False)
-    _judge(mm, request, attention_check, [at_most("causal_leak", s.causal_leak, 0.0,
+    _judge(mm, request, attention_check, [judged("causal_leak", s.causal_leak, 0.0,
                                                   explain="largest weight of a query on a later key")])
 
 
@@ -65,7 +65,7 @@ def test_attention_shapes(attention_check, mm, request):
     s = _summary(mm, attention_check, answered_only=False)
     rows, cols = s.grid
     ok = (s.layers, s.heads) == (s.expected_layers, s.expected_heads) and s.image_tokens == rows * cols
-    check = at_least("shapes", float(ok), 1.0, fields={"layers": s.layers, "heads": s.heads, "grid": [rows, cols],
+    check = judged("shapes", float(ok), 1.0, fields={"layers": s.layers, "heads": s.heads, "grid": [rows, cols],
                                                        "image_tokens": s.image_tokens},
                      explain=f"{s.layers} layers x {s.heads} heads (config {s.expected_layers} x {s.expected_heads}); "
                              f"{s.image_tokens} image tokens for a {rows}x{cols} patch grid")
@@ -78,7 +78,7 @@ def test_image_share(attention_check, mm, request):
     s = _measurable(mm, request, c)
     curve = np.mean(s.image_share, axis=0)
     fraction = float(np.mean(s.image_token_fraction))
-    check = at_least("image_share", float(curve.mean()), c.min_image_share,
+    check = judged("image_share", float(curve.mean()), c.min_image_share,
                      explain=f"image tokens are {fraction:.2f} of the keys",
                      fields={"per_layer": curve.tolist(), "image_token_fraction": fraction,
                              "per_token_efficiency": (curve / fraction).tolist(),
@@ -91,7 +91,7 @@ def test_sink_share(attention_check, mm, request):
     c = attention_check
     s = _measurable(mm, request, c)
     curve = np.mean(s.sink_share, axis=0)
-    _judge(mm, request, c, [at_most("sink_share", float(curve.max()), c.max_sink_share,
+    _judge(mm, request, c, [judged("sink_share", float(curve.max()), c.max_sink_share,
                                     fields={"per_layer": curve.tolist(), "n": len(s.sink_share)})])
 
 
@@ -108,17 +108,17 @@ def test_localization(attention_check, mm, request):
     per_layer = {"per_layer": np.mean(s.ratio_by_layer, axis=0).tolist(),
                  "control_per_layer": np.mean(control.ratio_by_layer, axis=0).tolist() if control else None}
     checks = [
-        at_least("inside_outside", ratio, c.min_inside_outside, fields={"control_value": c_ratio, **per_layer}),
-        at_least("pointing_hit", hit, c.min_pointing_hit, explain=f"chance {chance:.2f}",
+        judged("inside_outside", ratio, c.min_inside_outside, fields={"control_value": c_ratio, **per_layer}),
+        judged("pointing_hit", hit, c.min_pointing_hit, explain=f"chance {chance:.2f}",
                  fields={"chance": chance, "control_value": c_hit,
                          "per_layer": np.mean(s.hit_by_layer, axis=0).tolist(),
                          "control_per_layer": np.mean(control.hit_by_layer, axis=0).tolist() if control else None}),
     ]
     if control is not None:
-        checks.append(at_least("margin_over_control", ratio - c_ratio, c.min_margin_over_control,
+        checks.append(judged("margin_over_control", ratio - c_ratio, c.min_margin_over_control,
                                explain=f"inside/outside {ratio:.2f} vs the control {c.control!r} {c_ratio:.2f}"))
-    picture = mm.artifact(f"attention-{c.id.replace('/', '-')}.png")
-    attention_heatmaps(s.heatmaps, control.heatmaps if control else None, picture,
-                       f"rows: image, {c.model}, control {c.control}; {c.kind} questions" if control else c.model)
-    checks.append(measured("heatmaps", None, fields={"artifact": str(picture)}))
+    heatmaps = save_heatmaps(mm.artifact(f"attention-{c.id.replace('/', '-')}.npz"), s.heatmaps,
+                             control.heatmaps if control else None,
+                             f"rows: image, {c.model}, control {c.control}; {c.kind} questions" if control else c.model)
+    checks.append(measured("heatmaps", None, fields={"artifact": str(heatmaps)}))
     _judge(mm, request, c, checks, control=c.control, n=len(s.ratio), answered=len(s.ratio), of=total)

@@ -1,9 +1,9 @@
-"""Records: one JSON line per measured figure, appended (and flushed) the moment it is measured.
+"""Writing records: one JSON line per measured figure, appended (and flushed) the moment it is measured.
 
-Each session, and each xdist worker of it, writes its own file, `<FILE stem>.d/<run id>/<writer>.jsonl`
-(layout: `mmtests.report.records_io`): a session that crashes loses nothing of the runs before it. The
-first line describes the environment, a `plan` line lists the checks collected, an `end` line closes the
-file; at the end of the session `FILE` (`--mm-records`) is rewritten, atomically, as the merged run.
+Each session, and each xdist worker of it, writes its own file (layout: `record_files`): a session that
+crashes loses nothing of the runs before it. The first line describes the environment and the schema, a
+`plan` line lists the checks collected, an `end` line closes the file; then `FILE` is rewritten, atomically,
+as the merged run (`publish`).
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-import pytest
-
-from .errors import RecordsUnwritable
-from .report.records_io import atomic_write, merged, read_folder, run_folders, runs_dir, sample_files, writer_files
+from ..errors import RecordsUnwritable
+from .record_files import atomic_write, merged, run_folders, runs_dir, sample_files, writer_files
+from .record_reader import read_folder
+from .record_schema import BOUND_FIELDS, SCHEMA_VERSION
 
 PACKAGES = ("torch", "torchvision", "transformers", "open_clip_torch", "datasets", "mmtests")
 
@@ -56,9 +56,6 @@ def environment(device: str, config: str) -> dict:
     }
 
 
-RUN_INPUT = "mmtests_run_id"  # key of the controller's run id in an xdist worker's `workerinput`
-RUN_KEY = pytest.StashKey[str]()
-WRITER_KEY = pytest.StashKey["RecordWriter"]()
 KEEP_RUNS = 10  # run folders kept beside FILE (older ones go once a newer run has figures)
 INTERRUPTED = 2  # pytest.ExitCode.INTERRUPTED: Ctrl-C, the planned checks did not all run
 
@@ -67,82 +64,6 @@ def new_run_id() -> str:
     """A UTC timestamp to the microsecond: run ids sort in time order, and two sessions do not share one."""
     now = time.time()
     return time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
-
-
-def _worker(config: pytest.Config) -> str | None:
-    return getattr(config, "workerinput", {}).get("workerid")  # "gw3" under pytest-xdist
-
-
-def start_run(config: pytest.Config) -> str:
-    """This session's run id, made on first use: --mm-run-id where given (CI shards of one run share it), an
-    xdist worker's controller's (see `hand_over_run_id`), else a new one."""
-    if RUN_KEY not in config.stash:
-        config.stash[RUN_KEY] = (getattr(config, "workerinput", {}).get(RUN_INPUT) or config.getoption("--mm-run-id")
-                                 or new_run_id())
-    return config.stash[RUN_KEY]
-
-
-def _writer_name(config: pytest.Config) -> str:
-    """`main`, or the xdist worker id; in a shard `shard2of4-main`, `shard2of4-gw0`: shards' files sit together."""
-    shard = config.getoption("--mm-shard")
-    name = _worker(config) or "main"
-    return f"shard{shard.replace('/', 'of')}-{name}" if shard else name
-
-
-def hand_over_run_id(node) -> None:
-    """From xdist's pytest_configure_node, on the controller: the worker writes under the controller's run id
-    (through `workerinput`, so the process environment is left as it was)."""
-    node.workerinput[RUN_INPUT] = start_run(node.config)
-
-
-def records_path(config: pytest.Config) -> Path:
-    """`--mm-records` (relative to the rootdir): the merged file users read."""
-    path = Path(config.getoption("--mm-records"))
-    return path if path.is_absolute() else Path(config.rootpath) / path
-
-
-def session_writer(config: pytest.Config, env: dict | None = None) -> RecordWriter:
-    """This process's writer, made on first use (by the plan or by the session); `env` starts its records."""
-    if WRITER_KEY not in config.stash:
-        config.stash[WRITER_KEY] = RecordWriter(records_path(config), run_id=start_run(config),
-                                                writer=_writer_name(config), shard=config.getoption("--mm-shard"))
-    writer = config.stash[WRITER_KEY]
-    if env is not None:
-        writer.start(env)
-    return writer
-
-
-def write_plan(config: pytest.Config, test_ids: list[str], selected_none: bool = False) -> None:
-    """From pytest_collection_finish: the node ids of the checks this session will run. Nothing planned, nothing
-    written (a session of other tests leaves no run folder), except in a CI shard (it says it ran, even with
-    nothing of its own to check) and when a selection (-k, -m) left none of mmtests' checks and nothing else
-    (`selected_none`): the report then says the newest session measured nothing, rather than show an older one."""
-    if test_ids or selected_none or config.getoption("--mm-shard"):
-        session_writer(config).plan(test_ids)
-
-
-def record_usage_error(config: pytest.Config, error: str) -> None:
-    """A session stopped by a matrix error before collecting: its run says so (exit status 4), so the report of
-    these records does not present the previous run as the newest. Best effort: unwritable records stay unsaid."""
-    try:
-        writer = session_writer(config)
-        writer.plan([])
-        writer.end(4, error=error)
-        writer.close()
-    except OSError:
-        pass
-
-
-def finish_run(config: pytest.Config, exitstatus: int | None = None) -> None:
-    """From pytest_sessionfinish (trylast, after the session fixtures' teardown): the end line where the `mm`
-    fixture wrote none, then FILE rewritten; on an xdist controller, once every worker is done."""
-    writer = config.stash.get(WRITER_KEY, None)
-    if writer is not None:
-        writer.end(exitstatus)
-        writer.close()
-    elif not _worker(config) and RUN_KEY in config.stash:
-        if (runs_dir(records_path(config)) / config.stash[RUN_KEY]).is_dir():
-            publish(records_path(config))
 
 
 def publish(records: Path, keep: int = KEEP_RUNS) -> Path | None:
@@ -224,7 +145,8 @@ class RecordWriter:
         """The run header: the environment, once."""
         if not self.started:
             self.started = True
-            self._write({"kind": "run", "writer": self.writer, "started": time.time(), "environment": env,
+            self._write({"kind": "run", "writer": self.writer, "schema": SCHEMA_VERSION, "started": time.time(),
+                         "environment": env,
                          **({"shard": self.shard} if self.shard else {})})
 
     def plan(self, test_ids: list[str]) -> None:
@@ -233,31 +155,26 @@ class RecordWriter:
         self._write({"kind": "plan", "writer": self.writer, "test_ids": list(test_ids),
                      **({"shard": self.shard} if self.shard else {})})
 
-    def figure(self, *, suite: str, test_id: str, metric: str, value: float | None, threshold: float | None = None,
-               outcome: str | None = None, **fields) -> str:
-        """Record one figure; outcome defaults to pass/fail against `threshold`, or 'measured'."""
+    def figure(self, *, suite: str, test_id: str, metric: str, value: float | None, outcome: str = "measured",
+               **fields) -> str:
+        """Record one figure with its outcome (pass, fail, skip; measured when not judged) and any other fields."""
         reserved = {"kind", "run_id", "node"} & fields.keys()
         if reserved:
             raise ValueError(f"record fields {sorted(reserved)} are reserved; name them differently")
-        if outcome is None:
-            outcome = "measured" if threshold is None or value is None else ("pass" if value >= threshold else "fail")
         node = _current_test()
         self._write({"kind": "figure", "suite": suite, "test_id": test_id, "metric": metric, "value": value,
-                     "threshold": threshold, "outcome": outcome, **fields, **({"node": node} if node else {})})
+                     "threshold": fields.pop("threshold", None), "outcome": outcome, **fields,
+                     **({"node": node} if node else {})})
         self.figures += 1
         self.measured.add(node or test_id)
         return outcome
 
     def check(self, *, suite: str, test_id: str, check, **where) -> str:
-        """Record a judged (or measured) `mmtests.checks.Check`; min/max bounds keep the report's field names."""
+        """Record a judged (or measured) `mmtests.figures.Check`, its bound under the schema's field for its kind."""
         fields = check.record_fields()
         bound = fields.pop("bound")
-        if check.kind == "min":
-            fields["threshold"] = bound
-        elif check.kind == "max":
-            fields["max_allowed"] = bound
-        elif check.kind == "baseline":
-            fields["tolerance"] = bound
+        if check.kind in BOUND_FIELDS:
+            fields[BOUND_FIELDS[check.kind]] = bound
         return self.figure(suite=suite, test_id=test_id, **fields, **where)
 
     def samples(self, *, model: str, key: str, samples: dict) -> None:

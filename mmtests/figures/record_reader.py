@@ -1,44 +1,14 @@
-"""Reading records back: a run's environment, plan, figures and end markers, merged over the files it wrote.
-
-Layout (written by `mmtests.records`): `<FILE stem>.d/<run id>/<writer>.jsonl`, one file per session or xdist
-worker (`main`, `gw0`, ...) with `<writer>-samples.jsonl` beside it, and `FILE` itself, rewritten at the end of
-each session as the merged copy of the newest run that has figures.
-"""
+"""Reading records back: a run's environment, plan, figures and end markers, merged over the files it wrote
+(layout: `record_files`; line format: `record_schema`)."""
 
 from __future__ import annotations
 
 import json
-import os
-import re
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-OUTCOMES = ("pass", "fail", "measured", "skip")
-REQUIRED = ("suite", "test_id", "metric", "outcome", "value")  # what every section of the report relies on
-NUMBERS = ("value", "threshold", "max_allowed", "tolerance")  # a number or null
-RUN_ID = re.compile(r"[0-9A-Za-z_.-]+")  # run ids name folders: no slashes, no ".."
-SAMPLES = "-samples.jsonl"
-# pytest's exit statuses, as end lines carry them. 0, 1 (checks failed) and 5 (nothing collected) end a session
-# normally; 2, 3, 4 (or any other) mean the writer stopped before its checks were done.
-ENDINGS = {
-    1: "checks failed (exit status 1)",
-    2: "interrupted (exit status 2)",
-    3: "crashed: pytest internal error (exit status 3)",
-    4: "usage error (exit status 4)",
-    5: "no checks selected (exit status 5: pytest collected no test; a -k, -m or path that matches none?)",
-}
-NORMAL_ENDS = (None, 0, 1, 5)
-NEEDS = {  # fields the report's tables read, by (suite, metric); None: every metric of the suite
-    ("zero_shot", "top1"): ("model", "dataset", "prompt_set"),
-    ("prompt_gain", "gain"): ("model", "dataset", "baseline", "candidate", "baseline_top1", "candidate_top1", "stderr"),
-    ("vlm_answers", "accuracy"): ("model", "question_set", "question_kind"),
-    ("pope", "f1"): ("model", "pope_set", "n"),
-    ("pope", "yes_ratio_gap"): ("yes_ratio", "true_yes_ratio"),
-    ("vlm_stability", None): ("model", "question_set"),
-    ("attention", None): ("model",),
-    ("attention", "pointing_hit"): ("chance",),
-}
+from .record_files import RUN_ID, SAMPLES, run_folders, runs_dir, sample_files, writer_files
+from .record_schema import ENDINGS, NORMAL_ENDS, figure_problem
 
 
 @dataclass
@@ -110,7 +80,7 @@ class Run:
         kind = record.get("kind")
         writer = record.get("writer", writer)
         if kind == "figure":
-            problem = _figure_problem(record)
+            problem = figure_problem(record)
             if problem is None:
                 self.figures.append(record)
             return problem
@@ -177,32 +147,6 @@ def _param(node_id: str) -> str:
     return node_id.split("[", 1)[-1].removesuffix("]") if "[" in node_id else node_id
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _figure_problem(record: dict) -> str | None:
-    missing = [k for k in REQUIRED if k not in record]
-    if missing:
-        return f"a figure without {', '.join(map(repr, missing))} (an older record format?)"
-    for key in ("suite", "test_id", "metric"):
-        if not isinstance(record[key], str):
-            return f"{key} {record[key]!r} is not a string"
-    if record["outcome"] not in OUTCOMES:
-        return f"unknown outcome {record['outcome']!r}"
-    for key in NUMBERS:
-        if record.get(key) is not None and not _is_number(record[key]):
-            return f"{key} {record[key]!r} is a {type(record[key]).__name__}, not a number"
-    needs = NEEDS.get((record["suite"], record["metric"]), ()) + NEEDS.get((record["suite"], None), ())
-    if record.get("bound_kind") == "baseline":
-        needs += ("model",)
-    missing = [k for k in needs if k not in record]
-    if missing:
-        what = f"a {record['suite']} {record['metric']} figure"
-        return f"{what} without {', '.join(map(repr, missing))} (an older record format?)"
-    return None
-
-
 def _decode(raw: bytes) -> tuple[dict | None, str | None]:
     """One line: the record, or why it is not one."""
     try:
@@ -238,31 +182,6 @@ def _skip(where: str, record: dict | None, problem: str, problems: list[str], un
     problems.append(f"{where}: {problem}; line skipped")
     if isinstance(record, dict) and record.get("kind") == "figure":
         unreadable.append((where, problem))
-
-
-def runs_dir(records: Path) -> Path:
-    return records.parent / f"{records.stem}.d"
-
-
-def run_folders(records: Path) -> list[Path]:
-    """The run folders beside a records file, oldest first (run ids are UTC timestamps)."""
-    where = runs_dir(records)
-    if not where.is_dir():
-        return []
-    return sorted(p for p in where.iterdir() if p.is_dir() and RUN_ID.fullmatch(p.name) and not p.name.startswith("."))
-
-
-def _writer_order(path: Path) -> tuple:
-    name = path.name.removesuffix(SAMPLES).removesuffix(".jsonl")
-    return name != "main", len(name), name  # main, then gw0, gw1, ..., gw10
-
-
-def writer_files(folder: Path) -> list[Path]:
-    return sorted((p for p in folder.glob("*.jsonl") if not p.name.endswith(SAMPLES)), key=_writer_order)
-
-
-def sample_files(folder: Path) -> list[Path]:
-    return sorted(folder.glob(f"*{SAMPLES}"), key=_writer_order)
 
 
 def read_folder(folder: Path) -> Run:
@@ -328,30 +247,6 @@ def read_run(records: str | Path) -> Run:
 def _has_figures(run: Run) -> bool:
     """Figures, read or not: a run whose figure lines are all unreadable is still the run to report (and judge)."""
     return bool(run.figures or run.unreadable)
-
-
-def merged(paths: list[Path]) -> bytes:
-    """Files concatenated, each ended by a newline (a killed writer's half line stays on a line of its own)."""
-    parts = []
-    for path in paths:
-        data = path.read_bytes()
-        parts.append(data if not data or data.endswith(b"\n") else data + b"\n")
-    return b"".join(parts)
-
-
-def temp_name(path: Path) -> Path:
-    """A name beside `path` that no reader takes for a record or a history file (dot first, `.tmp` last)."""
-    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-
-
-def atomic_write(path: Path, data: bytes | str) -> None:
-    """Write a file whole or not at all: a concurrent reader sees the old file or the new one, never half of one."""
-    tmp = temp_name(path)
-    try:
-        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 SWEEP_FIELDS = ("model", "modality", "batch_size", "items_per_s")
