@@ -9,15 +9,17 @@ import os
 import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import pytest
 
-from .config import ConfigError, Matrix, load_matrix
 from .errors import RecordsUnwritable
 from .figures.check import FAIL, MEASURED, Check
 from .figures.record_files import RUN_ID
 from .runrecords import finish_run, hand_over_run_id, record_usage_error, write_plan
+
+if TYPE_CHECKING:  # the matrix is read on first use, not when pytest loads the plugin
+    from .config import Matrix
 
 MARKERS = {
     "gpu": "needs a CUDA device; skipped without one",
@@ -26,7 +28,8 @@ MARKERS = {
     "llava": "LLaVA-style vision-language suites",
 }
 PACKAGE = Path(__file__).resolve().parent
-MATRIX_KEY = pytest.StashKey[Matrix]()
+MATRIX_KEY = pytest.StashKey["Matrix"]()
+FIGURES_KEY = pytest.StashKey[list]()  # rows of the session's figures table: check, metric, value, bound, verdict
 DESELECTED_CHECKS = pytest.StashKey[bool]()  # a selection (-k, -m, --mm-shard) left out checks of mmtests
 OUTCOME = "mm_outcome"  # user property of a test whose figures were measured, none judged
 T = TypeVar("T")
@@ -80,16 +83,23 @@ def pytest_configure(config: pytest.Config) -> None:
     if run_id is not None and not RUN_ID.fullmatch(run_id):
         raise pytest.UsageError(f"--mm-run-id {run_id!r}: use letters, digits, '_', '.' and '-' only (it names a "
                                 "folder), e.g. 20261128T020000Z")
-    try:
-        matrix = load_matrix(config.getoption("--mm-config"))
-        config.stash[MATRIX_KEY] = matrix.narrowed(config.getoption("--mm-model"), config.getoption("--mm-dataset"))
-    except ConfigError as err:
-        record_usage_error(config, f"matrix error: {err}")
-        raise pytest.UsageError(f"mmtests matrix error:\n{err}") from None
+    config.pluginmanager.register(FiguresTable(config), "mmtests-figures-table")
+    if any(config.getoption(option) for option in ("--mm-config", "--mm-model", "--mm-dataset")):
+        session_matrix(config)  # a matrix the user names is checked before anything is collected
 
 
 def session_matrix(config: pytest.Config) -> Matrix:
-    """The matrix this session runs (--mm-config, narrowed by --mm-model/--mm-dataset)."""
+    """The matrix this session runs (--mm-config, narrowed by --mm-model/--mm-dataset), read on first use: a
+    session that runs none of mmtests' checks never reads the packaged default."""
+    if MATRIX_KEY not in config.stash:
+        from .config import ConfigError, load_matrix
+
+        try:
+            matrix = load_matrix(config.getoption("--mm-config"))
+            config.stash[MATRIX_KEY] = matrix.narrowed(config.getoption("--mm-model"), config.getoption("--mm-dataset"))
+        except ConfigError as err:
+            record_usage_error(config, f"matrix error: {err}")
+            raise pytest.UsageError(f"mmtests matrix error:\n{err}") from None
     return config.stash[MATRIX_KEY]
 
 
@@ -126,8 +136,14 @@ def _pope_cases(matrix: Matrix) -> list[tuple]:
     return cases
 
 
+PARAMETRIZED = {"zero_shot_check", "gain_check", "stability_check", "attention_check", "answers_check", "answer_case",
+                "pope_case"}  # the fixtures the matrix parametrizes
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    matrix = metafunc.config.stash[MATRIX_KEY]
+    if not PARAMETRIZED & set(metafunc.fixturenames):
+        return
+    matrix = session_matrix(metafunc.config)
     for fixture, checks in (("zero_shot_check", matrix.zero_shot), ("gain_check", matrix.prompt_gain),
                             ("stability_check", matrix.stability), ("attention_check", matrix.attention),
                             ("answers_check", matrix.answers)):
@@ -208,7 +224,7 @@ class MMSession:
         from .workbench import Workbench
 
         self.config = config
-        self.matrix = config.stash[MATRIX_KEY]
+        self.matrix = session_matrix(config)
         workers = int(getattr(config, "workerinput", {}).get("workercount", 1))
         if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
             # xdist workers share the cores: one pool of threads each would oversubscribe them (measured 5x slower).
@@ -407,34 +423,35 @@ def pytest_configure_node(node) -> None:
     hand_over_run_id(node)
 
 
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """Collect the figures table from the test reports (in a serial run and on an xdist controller alike)."""
-    if report.when != "call" and not report.failed:
-        return
-    props = dict(report.user_properties)
-    test_id = report.nodeid.split("[", 1)[-1].rstrip("]") if "[" in report.nodeid else report.nodeid
-    for name, value in report.user_properties:
-        if name.startswith("mm:") and not name.endswith(":verdict"):
-            outcome, _, bound = str(props.get(f"{name}:verdict", "")).partition(" ")
-            FIGURES.append([test_id, name[3:], value, bound, outcome])
+class FiguresTable:
+    """The session's figures in one table, as pytest-benchmark prints its own: check, value, bound, verdict.
+    Rows come from the test reports (in a serial run and on an xdist controller alike), kept in `config.stash`."""
 
+    def __init__(self, config: pytest.Config):
+        self.config = config
+        config.stash[FIGURES_KEY] = []
 
-FIGURES: list[list] = []  # rows of the figures table: check, metric, value, bound, verdict
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "call" and not report.failed:
+            return
+        props = dict(report.user_properties)
+        test_id = report.nodeid.split("[", 1)[-1].rstrip("]") if "[" in report.nodeid else report.nodeid
+        for name, value in report.user_properties:
+            if name.startswith("mm:") and not name.endswith(":verdict"):
+                outcome, _, bound = str(props.get(f"{name}:verdict", "")).partition(" ")
+                self.config.stash[FIGURES_KEY].append([test_id, name[3:], value, bound, outcome])
 
+    def pytest_terminal_summary(self, terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+        table = config.stash[FIGURES_KEY]
+        if not table:
+            return
+        from tabulate import tabulate
 
-def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
-    """The session's figures in one table, as pytest-benchmark prints its own: check, value, bound, verdict."""
-    if not FIGURES:
-        return
-    from tabulate import tabulate
-
-    verbose = config.get_verbosity() > 0
-    table = list(FIGURES)
-    FIGURES.clear()  # pytester runs sessions in-process one after another
-    rows = [[t, m, "n/a" if v is None else f"{v:.4g}", b, o] for t, m, v, b, o in table if verbose or o != "pass"]
-    passed = sum(row[4] == "pass" for row in table)
-    terminalreporter.write_sep("-", f"mmtests figures: {len(table)}, {passed} passed their bound")
-    if rows:
-        terminalreporter.write_line(tabulate(rows, headers=["check", "metric", "value", "bound", "verdict"]))
-    if not verbose and passed:
-        terminalreporter.write_line(f"({passed} figures that passed are listed with -v, and all are in the records)")
+        verbose = config.get_verbosity() > 0
+        rows = [[t, m, "n/a" if v is None else f"{v:.4g}", b, o] for t, m, v, b, o in table if verbose or o != "pass"]
+        passed = sum(row[4] == "pass" for row in table)
+        terminalreporter.write_sep("-", f"mmtests figures: {len(table)}, {passed} passed their bound")
+        if rows:
+            terminalreporter.write_line(tabulate(rows, headers=["check", "metric", "value", "bound", "verdict"]))
+        if not verbose and passed:
+            terminalreporter.write_line(f"({passed} figures that passed are listed with -v, and all are in the records)")

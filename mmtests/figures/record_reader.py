@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .record_files import RUN_ID, SAMPLES, run_folders, runs_dir, sample_files, writer_files
-from .record_schema import ENDINGS, NORMAL_ENDS, figure_problem
+from .record_schema import ENDINGS, NORMAL_ENDS, SCHEMA_VERSION, figure_problem
 
 
 @dataclass
@@ -89,6 +89,10 @@ class Run:
             self.errors.append(error)
         if kind == "run":
             self.headed = True
+            schema = record.get("schema")
+            if isinstance(schema, int) and schema > SCHEMA_VERSION:
+                return (f"a run header of records schema {schema}, newer than this mmtests reads ({SCHEMA_VERSION}): "
+                        "upgrade mmtests to read these records")
             if not self.environment and isinstance(record.get("environment"), dict):
                 self.environment = record["environment"]
             problem = self._shard(record)
