@@ -20,7 +20,6 @@ from .memory import Pass
 from .perf import synchronized
 
 CAPTION = "a photo of a big red star."  # in the tiny CLIP's word vocabulary too
-MODALITIES = ("image", "text")
 
 
 @dataclass(frozen=True)

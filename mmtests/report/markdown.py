@@ -248,10 +248,6 @@ def _rate(value: float | None) -> str | None:
     return f"{value:,.0f}" if value >= 100 else f"{value:.1f}" if value >= 10 else f"{value:.2f}"
 
 
-def _percent(value: float | None) -> str | None:
-    return None if value is None else f"{value:.2%}"
-
-
 def _utilisation(value: float | None) -> str | None:
     """MFU/MBU: above 100% is impossible, so such a value is shown only with a flag (its cause is listed)."""
     if value is None:
