@@ -85,7 +85,7 @@ def test_throughput_zero_shot_end_to_end(benchmark, setup):
 
 
 # ------------------------------------------------------------------------------------------ from JPEG bytes
-# The shapes scenes as photo-like JPEGs (224-512 pixels a side, quality 90: mmtests.data.jpeg), where decoding and
+# The shapes scenes as photo-like JPEGs (224-512 pixels a side, quality 90: mmtests.data.variants), where decoding and
 # resizing cost what they cost on real data; the 64-pixel PNG scenes above decode almost for free.
 
 PHOTOS = DatasetSpec("shapes-photos", "shapes", "", "test", "shape", size=1000, image_format="jpeg",

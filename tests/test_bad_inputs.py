@@ -25,8 +25,7 @@ from PIL import Image
 
 import mmtests.workbench as workbench_module
 from mmtests.config import DatasetSpec, ModelSpec, load_matrix
-from mmtests.data import shapes_world as sw
-from mmtests.data import sources
+from mmtests.data import cache, facts, sources
 from mmtests.data.sources import labels_and_class_names, load_checked
 from mmtests.errors import DataWarning, EntryError
 
@@ -315,7 +314,7 @@ def test_the_classifier_is_built_in_bounded_forwards_equal_to_one_forward(tiny_e
     from open_clip import OPENAI_IMAGENET_TEMPLATES, build_zero_shot_classifier
 
     encoder = tiny_encoders[which]
-    names = [*sw.SHAPES, *sw.COLOURS]  # 13 classes x 80 templates = 1040 prompts
+    names = [*facts.SHAPES, *facts.COLOURS]  # 13 classes x 80 templates = 1040 prompts
     whole = build_zero_shot_classifier(encoder, encoder.tokenizer, names, OPENAI_IMAGENET_TEMPLATES,
                                        num_classes_per_batch=None, device=CPU)
     sizes, real = [], encoder.encode_text
@@ -369,8 +368,8 @@ CACHE_DAMAGE = {
     "96-image-bytes-flipped": (lambda d: flip(arrow(d)), "has data-00000-of-00001.arrow altered"),
     "97-arrow-deleted": (lambda d: arrow(d).unlink(), "lacks data-00000-of-00001.arrow"),
     "98-dataset-info-empty": (lambda d: (d / "dataset_info.json").write_text(""), "has dataset_info.json altered"),
-    "digest-deleted": (lambda d: (d / sw.DIGEST_FILE).unlink(), "has no mmtests-digest.json"),
-    "digest-garbage": (lambda d: (d / sw.DIGEST_FILE).write_text("{"), "has an unreadable mmtests-digest.json"),
+    "digest-deleted": (lambda d: (d / cache.DIGEST_FILE).unlink(), "has no mmtests-digest.json"),
+    "digest-garbage": (lambda d: (d / cache.DIGEST_FILE).write_text("{"), "has an unreadable mmtests-digest.json"),
 }
 
 
@@ -383,12 +382,12 @@ def content(ds) -> tuple:
 @pytest.mark.parametrize("case", CACHE_DAMAGE)
 def test_a_damaged_shapes_cache_is_rebuilt_with_a_note_never_read(tmp_path, case, resized):
     sizes = SIZES if resized else ()
-    fresh = content(sw.load_split("test", 8, cache_dir=str(tmp_path), sizes=sizes))
+    fresh = content(cache.load_split("test", 8, cache_dir=str(tmp_path), sizes=sizes))
     folder = tmp_path / "shapes-v1" / ("test-8-at-16x16-20x12" if resized else "test-8")
     damage, reason = CACHE_DAMAGE[case]
     damage(folder)
     with pytest.warns(DataWarning, match=rf"shapes world cache '{re.escape(str(folder))}' {reason}.*: rebuilt it"):
-        ds = sw.load_split("test", 8, cache_dir=str(tmp_path), sizes=sizes)
+        ds = cache.load_split("test", 8, cache_dir=str(tmp_path), sizes=sizes)
     assert content(ds) == fresh
     assert sorted(p.name for p in folder.parent.iterdir()) == ["test-8", "test-8-at-16x16-20x12"][:1 + resized]
 
@@ -407,26 +406,26 @@ def test_92_a_cache_that_cannot_be_written_names_mmtests_cache_and_the_fix(tmp_p
     with pytest.raises(EntryError, match=r"the shapes world cannot be cached in '.*/a-file/cache/shapes-v1/test-8': "
                                          r"MMTESTS_CACHE='.*/a-file/cache' cannot be written \(NotADirectoryError: "
                                          r".*\); set MMTESTS_CACHE to a writable folder"):
-        sw.load_split("test", 8)
+        cache.load_split("test", 8)
     monkeypatch.setenv("MMTESTS_CACHE", str(tmp_path / "read-only"))
     refuse_writes(monkeypatch)  # what a read-only folder is to anyone but root
-    builds = counting(monkeypatch, sw, "build_split")
+    builds = counting(monkeypatch, cache, "build_split")
     with pytest.raises(EntryError, match=r"MMTESTS_CACHE='.*/read-only' cannot be written \(PermissionError: "
                                          r"Permission denied\); set MMTESTS_CACHE to a writable folder .*or make this "
                                          r"one writable"):
-        sw.load_split("test", 8)
+        cache.load_split("test", 8)
     assert builds == []  # failed before rendering anything
 
 
 def test_93_a_read_only_cache_that_is_intact_is_read_and_one_that_is_damaged_says_both(tmp_path, monkeypatch):
-    fresh = content(sw.load_split("test", 8, cache_dir=str(tmp_path), sizes=SIZES))
+    fresh = content(cache.load_split("test", 8, cache_dir=str(tmp_path), sizes=SIZES))
     monkeypatch.setenv("MMTESTS_CACHE", str(tmp_path))
     refuse_writes(monkeypatch)
-    assert content(sw.load_split("test", 8, sizes=SIZES)) == fresh
+    assert content(cache.load_split("test", 8, sizes=SIZES)) == fresh
     truncate(arrow(tmp_path / "shapes-v1" / "test-8-at-16x16-20x12"))
     with pytest.raises(EntryError, match=r"cannot be cached in '.*-at-16x16-20x12': it has data-00000-of-00001.arrow "
                                          r"altered .* and MMTESTS_CACHE='.*' cannot be written"):
-        sw.load_split("test", 8, sizes=SIZES)
+        cache.load_split("test", 8, sizes=SIZES)
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints

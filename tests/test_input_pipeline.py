@@ -17,8 +17,10 @@ from PIL import Image
 
 from mmtests.adapters import load_dual_encoder
 from mmtests.config import ConfigError, DatasetSpec, load_matrix
-from mmtests.data import jpeg, pipeline
-from mmtests.data.shapes_world import SHAPES, build_split, load_split
+from mmtests.data import pipeline, variants
+from mmtests.data.cache import load_split
+from mmtests.data.facts import SHAPES
+from mmtests.data.render import build_split
 from mmtests.data.sources import load_checked
 from mmtests.errors import EntryError
 from mmtests.workbench import BatchSizeWarning, OOMRetry, Workbench, embed_images
@@ -45,7 +47,7 @@ def hf_encoder(matrix):
 @pytest.fixture(scope="module")
 def photos():
     """A small JPEG split built in memory, as the cached one is built."""
-    return jpeg.as_jpeg_photos(build_split("test", PHOTOS), "test")
+    return variants.as_jpeg_photos(build_split("test", PHOTOS), "test")
 
 
 @pytest.fixture(scope="module")
@@ -63,12 +65,12 @@ def encoded(image: Image.Image, fmt: str = "JPEG", **kw) -> bytes:
 # ------------------------------------------------------------------------------------------ the JPEG split
 
 def test_jpeg_photos_are_sized_by_seed_deterministic_and_keep_the_labels(photos):
-    again = jpeg.as_jpeg_photos(build_split("test", 4), "test")
+    again = variants.as_jpeg_photos(build_split("test", 4), "test")
     raw = photos.cast_column("image", ImageFeature(decode=False))
     again = again.cast_column("image", ImageFeature(decode=False))
     assert [r["bytes"] for r in raw.select(range(4))["image"]] == [r["bytes"] for r in again["image"]]
     sizes = [im.size for im in photos["image"]]
-    assert sizes == [jpeg.photo_size("test", i) for i in range(PHOTOS)]
+    assert sizes == [variants.photo_size("test", i) for i in range(PHOTOS)]
     assert sizes == list(zip(photos["width"], photos["height"], strict=True))
     assert all(224 <= s <= 512 for size in sizes for s in size) and len(set(sizes)) == PHOTOS
     assert all(im.format == "JPEG" for im in photos["image"])
@@ -93,7 +95,7 @@ def test_a_matrix_dataset_can_be_the_jpeg_photos(tmp_path):
     assert spec.image_format == "jpeg" and spec.images_key != DatasetSpec("p", "shapes", "", "test", "shape",
                                                                           size=12).images_key
     ds = load_checked(spec).dataset
-    assert len(ds) == 12 and ds[0]["image"].format == "JPEG" and ds[0]["image"].size == jpeg.photo_size("test", 0)
+    assert len(ds) == 12 and ds[0]["image"].format == "JPEG" and ds[0]["image"].size == variants.photo_size("test", 0)
 
 
 @pytest.mark.parametrize(("text", "message"), [

@@ -7,15 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mmtests.data import facts, render
 from mmtests.data import shapes_qa as qa
-from mmtests.data import shapes_world as sw
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def rows():
-    return sw.build_split("test", 60).remove_columns(["image", "captions"]).to_list()
+    return render.build_split("test", 60).remove_columns(["image", "captions"]).to_list()
 
 
 def test_position_cells_around_a_central_band():
@@ -30,9 +30,9 @@ def test_question_set_answers_follow_ground_truth(rows):
         row = rows[i]
         present = {f"{c} {s}" for c, s, _ in qa.objects_of(row)}
         if q.kind == "colour":
-            assert q.answer == sw.COLOURS[row["colour"]]
+            assert q.answer == facts.COLOURS[row["colour"]]
         elif q.kind == "shape":
-            assert q.answer == sw.SHAPES[row["shape"]]
+            assert q.answer == facts.SHAPES[row["shape"]]
         elif q.kind == "count":
             assert q.answer == qa.NUMBERS[1 + len(row["distractors"])]
         elif q.kind == "pope":

@@ -3,39 +3,39 @@
 import numpy as np
 import pytest
 
-from mmtests.data import shapes_world as sw
+from mmtests.data import facts, render
 
 
 def test_same_seed_gives_the_same_bytes():
-    a, _, _ = sw.render_scene(7, "test")
-    b, _, _ = sw.render_scene(7, "test")
+    a, _, _ = render.render_scene(7, "test")
+    b, _, _ = render.render_scene(7, "test")
     assert a.tobytes() == b.tobytes()
 
 
 def test_splits_differ():
-    assert sw.render_scene(3, "train")[0].tobytes() != sw.render_scene(3, "test")[0].tobytes()
+    assert render.render_scene(3, "train")[0].tobytes() != render.render_scene(3, "test")[0].tobytes()
 
 
 @pytest.mark.parametrize("split", ["train", "test"])
 def test_held_out_combinations_never_appear_outside_heldout(split):
     for seed in range(300):
-        _, objects, _ = sw.render_scene(seed, split)
-        assert all((o.colour, o.shape) not in sw.HELDOUT_COMBOS for o in objects)
+        _, objects, _ = render.render_scene(seed, split)
+        assert all((o.colour, o.shape) not in render.HELDOUT_COMBOS for o in objects)
 
 
 def test_heldout_split_main_objects_are_all_held_out():
     for seed in range(100):
-        main = sw.render_scene(seed, "heldout")[1][0]
-        assert (main.colour, main.shape) in sw.HELDOUT_COMBOS
+        main = render.render_scene(seed, "heldout")[1][0]
+        assert (main.colour, main.shape) in render.HELDOUT_COMBOS
 
 
 def test_every_shape_and_colour_is_held_out_at_most_once_per_colour():
-    assert len(sw.HELDOUT_COMBOS) == len(sw.COLOURS)
-    assert {s for _, s in sw.HELDOUT_COMBOS} == set(sw.SHAPES)
+    assert len(render.HELDOUT_COMBOS) == len(facts.COLOURS)
+    assert {s for _, s in render.HELDOUT_COMBOS} == set(facts.SHAPES)
 
 
 def test_bbox_encloses_the_main_object_pixels():
-    image, objects, boxes = sw.render_scene(11, "test")
+    image, objects, boxes = render.render_scene(11, "test")
     x0, y0, x1, y1 = boxes[0]
     main = objects[0]
     assert x0 <= main.cx <= x1 and y0 <= main.cy <= y1
@@ -44,7 +44,7 @@ def test_bbox_encloses_the_main_object_pixels():
 
 def test_distractors_are_smaller_and_of_another_shape():
     for seed in range(100):
-        main, *distractors = sw.render_scene(seed, "train")[1]
+        main, *distractors = render.render_scene(seed, "train")[1]
         for d in distractors:
             assert d.radius < main.radius and d.shape != main.shape
 
@@ -52,26 +52,26 @@ def test_distractors_are_smaller_and_of_another_shape():
 def test_captions_always_say_which_object_is_big():
     rng = np.random.default_rng(0)
     for seed in range(50):
-        objects = sw.render_scene(seed, "train")[1]
-        for caption in sw.captions(objects, rng):
+        objects = render.render_scene(seed, "train")[1]
+        for caption in render.captions(objects, rng):
             words = set(caption.rstrip(".").split())
             assert words & {"big", "large", "small", "little"}, caption
 
 
 def test_dataset_has_class_labels_bbox_and_captions():
-    ds = sw.build_split("test", 8)
-    assert ds.features["shape"].names == list(sw.SHAPES)
-    assert ds.features["colour"].names == list(sw.COLOURS)
+    ds = render.build_split("test", 8)
+    assert ds.features["shape"].names == list(facts.SHAPES)
+    assert ds.features["colour"].names == list(facts.COLOURS)
     row = ds[0]
-    assert row["image"].size == (sw.IMAGE_SIZE, sw.IMAGE_SIZE)
+    assert row["image"].size == (facts.IMAGE_SIZE, facts.IMAGE_SIZE)
     assert len(row["bbox"]) == 4 and row["captions"]
-    main = sw.render_scene(0, "test")[1][0]
-    assert sw.SHAPES[row["shape"]] == main.shape and sw.COLOURS[row["colour"]] == main.colour
+    main = render.render_scene(0, "test")[1][0]
+    assert facts.SHAPES[row["shape"]] == main.shape and facts.COLOURS[row["colour"]] == main.colour
 
 
 def test_unknown_split_is_a_clear_error():
     with pytest.raises(ValueError, match="known: train, test, heldout"):
-        sw.build_split("validation", 1)
+        render.build_split("validation", 1)
 
 
 # sha256 of 5 scenes per split (pixels and captions), per WORLD_VERSION.
@@ -84,10 +84,10 @@ def test_rendering_matches_the_world_version_digest():
     h = hashlib.sha256()
     for split in ("train", "test", "heldout"):
         for i in range(5):
-            image, objects, _ = sw.render_scene(i, split)
+            image, objects, _ = render.render_scene(i, split)
             h.update(image.tobytes())
-            h.update(repr(sw.captions(objects, np.random.default_rng(i))).encode())
-    assert h.hexdigest() == WORLD_DIGESTS.get(sw.WORLD_VERSION), (
+            h.update(repr(render.captions(objects, np.random.default_rng(i))).encode())
+    assert h.hexdigest() == WORLD_DIGESTS.get(render.WORLD_VERSION), (
         "the shapes world renders differently from what WORLD_VERSION promises: bump WORLD_VERSION in "
-        f"mmtests/data/shapes_world.py and record {h.hexdigest()} in WORLD_DIGESTS (and retrain the zoo)"
+        f"mmtests/data/render.py and record {h.hexdigest()} in WORLD_DIGESTS (and retrain the zoo)"
     )

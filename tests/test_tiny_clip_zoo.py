@@ -7,7 +7,7 @@ import torch
 
 from mmtests.adapters import load_dual_encoder
 from mmtests.config import load_matrix
-from mmtests.data.shapes_world import build_split
+from mmtests.data.render import build_split
 
 ZOO = Path(__file__).resolve().parent.parent / "mmtests" / "zoo" / "tiny-clip"
 TEXTS = ["a photo of a big red circle.", "star", "a small blue cross next to a big white ring.", "a photo of a dog."]

@@ -102,7 +102,7 @@ def load_checked(spec: DatasetSpec, strict_images: bool | None = None) -> Loaded
     when no image decodes.
     """
     if spec.source == "shapes":
-        from .shapes_world import load_split
+        from .cache import load_split
 
         ds = load_split(spec.split, spec.size, sizes=spec.image_sizes, image_format=spec.image_format)
     else:

@@ -1,4 +1,4 @@
-"""The shapes world: deterministic procedural scenes with ground truth, as a `datasets.Dataset`.
+"""The shapes world rendered: deterministic procedural scenes with ground truth, as a `datasets.Dataset` split.
 
 Each image holds one big *main* object (the thing every task asks about) and zero to two small
 distractors of other shapes. Captions always say which object is big and which is small, so a
@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .facts import COLOURS, IMAGE_SIZE, OBJECTS, POSITIONS, SHAPES, SPLIT_SEEDS  # noqa: F401 (names of the world)
+from .facts import COLOURS, IMAGE_SIZE, OBJECTS, POSITIONS, SHAPES, SPLIT_SEEDS
+
+if TYPE_CHECKING:
+    from datasets import Dataset
 
 RGB = {
     "red": (220, 40, 40),
@@ -198,7 +202,7 @@ def _features():
     })
 
 
-def build_split(split: str, size: int | None = None):
+def build_split(split: str, size: int | None = None) -> Dataset:
     """Generate a split as a `datasets.Dataset` (same bytes for the same split and size)."""
     if split not in SPLIT_SEEDS:
         raise ValueError(f"shapes world has no split {split!r} (known: {', '.join(SPLIT_SEEDS)})")
@@ -222,178 +226,3 @@ def build_split(split: str, size: int | None = None):
         )
         rows["captions"].append(captions(objects, np.random.default_rng([SPLIT_SEEDS[split], i, 1])))
     return Dataset.from_dict(rows, features=_features())
-
-
-DIGEST_FILE = "mmtests-digest.json"  # beside a cached split's arrow files: the sha256 of each file, written last
-
-
-def load_split(split: str, size: int | None = None, cache_dir: str | None = None,
-               sizes: tuple[tuple[int, int], ...] = (), image_format: str = "png"):
-    """A split from the on-disk cache (`MMTESTS_CACHE`, default ~/.cache/mmtests), generated on first use;
-    with `sizes`, resized as `at_sizes` does (cached too: resizing costs more than reading); with
-    `image_format="jpeg"`, as photo-like JPEGs of 224-512 pixels a side (`mmtests.data.jpeg`, cached too).
-
-    Each cached folder carries the sha256 of its files (`mmtests-digest.json`, written after a successful
-    build) and is verified on every load: a folder with a file truncated, altered or missing, or without a
-    digest, is rebuilt with a `DataWarning` naming it, never read. A cache that cannot be written is an
-    EntryError naming MMTESTS_CACHE and the fix."""
-    import os
-    from pathlib import Path
-
-    size = SPLIT_SIZES.get(split, 0) if size is None else size
-    root = Path(cache_dir or os.environ.get("MMTESTS_CACHE") or Path.home() / ".cache" / "mmtests").expanduser()
-    path = root / f"shapes-v{WORLD_VERSION}" / f"{split}-{size}"
-    if image_format == "jpeg":
-        if sizes:
-            raise ValueError("image sizes do not apply to the JPEG photos: each is rendered at its own size")
-        from .jpeg import JPEG_VERSION, as_jpeg_photos
-
-        photos = path.with_name(f"{path.name}-jpeg-v{JPEG_VERSION}")
-        return _cached(photos, lambda: as_jpeg_photos(_cached(path, lambda: build_split(split, size), cache_dir), split),
-                       cache_dir)
-    if image_format != "png":
-        raise ValueError(f"shapes world has no image format {image_format!r} (known: png, jpeg)")
-    if not sizes:
-        return _cached(path, lambda: build_split(split, size), cache_dir)
-    resized = path.with_name(f"{path.name}-at-" + "-".join(f"{w}x{h}" for w, h in sizes))
-    return _cached(resized, lambda: at_sizes(_cached(path, lambda: build_split(split, size), cache_dir), sizes),
-                   cache_dir)
-
-
-def _sha256(path) -> str:
-    import hashlib
-
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
-def _damage(folder) -> str | None:
-    """What is wrong with a cached folder (None: every file is as written when it was built)."""
-    import json
-
-    try:
-        recorded = json.loads((folder / DIGEST_FILE).read_text())["files"]
-        if not isinstance(recorded, dict) or not recorded:
-            raise TypeError
-    except FileNotFoundError:
-        return f"has no {DIGEST_FILE} (written by an older mmtests, or by a build that did not finish)"
-    except (ValueError, KeyError, TypeError):
-        return f"has an unreadable {DIGEST_FILE}"
-    for name, digest in sorted(recorded.items()):
-        if not (folder / name).is_file():
-            return f"lacks {name}"
-        if _sha256(folder / name) != digest:
-            return f"has {name} altered (its bytes differ from those written when it was built)"
-    return None
-
-
-def _cached(folder, build, cache_dir: str | None):
-    """The dataset saved in `folder`, verified against its digest; built (atomically, digest written last) when
-    absent, rebuilt with a DataWarning when damaged."""
-    import warnings
-
-    from datasets import load_from_disk
-
-    from ..errors import DataWarning
-
-    damage = _damage(folder) if folder.exists() else None
-    if folder.exists() and damage is None:
-        try:
-            return load_from_disk(str(folder))
-        except Exception as err:  # noqa: BLE001  (verified bytes that datasets cannot read: rebuild them)
-            damage = f"cannot be read ({err.__class__.__name__}: {str(err)[:200]})"
-    _save(build, folder, cache_dir, damage)
-    if damage:
-        warnings.warn(f"shapes world cache {str(folder)!r} {damage}: rebuilt it", DataWarning, stacklevel=3)
-    return load_from_disk(str(folder))
-
-
-def _save(build, folder, cache_dir: str | None, damage: str | None) -> None:
-    """Build and save into a fresh folder beside `folder` (made first: an unwritable cache fails before the
-    build), digest written last, then swap it in: a reader never sees a half-written folder, and concurrent
-    builders (pytest-xdist workers) each write their own."""
-    import json
-    import os
-    import shutil
-    import uuid
-
-    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    try:
-        tmp.mkdir(parents=True)
-        ds = build()
-        ds.save_to_disk(str(tmp))
-        files = {p.name: _sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
-        (tmp / DIGEST_FILE).write_text(json.dumps({"world_version": WORLD_VERSION, "rows": len(ds), "files": files},
-                                                  indent=1) + "\n")
-        old = folder.with_name(f".{folder.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-        try:
-            folder.rename(old)
-        except FileNotFoundError:
-            old = None
-        try:
-            tmp.rename(folder)
-        except OSError:
-            if _damage(folder) is not None:  # not another builder's complete folder
-                if old is not None and not folder.exists():
-                    old.rename(folder)
-                raise
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except OSError as err:
-        raise _unwritable(folder, err, cache_dir, damage) from err
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _unwritable(folder, err: OSError, cache_dir: str | None, damage: str | None):
-    import os
-
-    from ..errors import EntryError
-
-    if cache_dir:
-        chosen = f"the cache folder {cache_dir!r} (cache_dir)"
-    elif os.environ.get("MMTESTS_CACHE"):
-        chosen = f"MMTESTS_CACHE={os.environ['MMTESTS_CACHE']!r}"
-    else:
-        chosen = "the default cache ~/.cache/mmtests (MMTESTS_CACHE is not set)"
-    why = f"it {damage} and " if damage else ""
-    return EntryError(f"the shapes world cannot be cached in {str(folder)!r}: {why}{chosen} cannot be written "
-                      f"({err.__class__.__name__}: {err.strerror or err}); set MMTESTS_CACHE to a writable folder "
-                      "(the evaluation splits take about 50 MB, the training split 200 MB more), or make this one "
-                      "writable")
-
-
-def at_sizes(ds, sizes: tuple[tuple[int, int], ...]):
-    """The split with row i's image resized (bicubic) to sizes[i % len(sizes)] = (width, height) and every
-    box scaled with it: evaluation images larger than the model's input, and not all square, as real data
-    is, so that a model's resize and crop settings change the pixels it sees."""
-    if not sizes:
-        return ds
-
-    def resize(row, index):
-        w, h = sizes[index % len(sizes)]
-        return row["image"].resize((w, h), Image.Resampling.BICUBIC), w, h
-
-    return rescaled_scenes(ds, resize, "shapes world: resizing")
-
-
-def rescaled_scenes(ds, image_of, desc: str):
-    """The split with row i's image replaced by `image_of(row, i)` = (image, width, height), every box scaled
-    from the 64-pixel scene to that size, and `width` / `height` columns added."""
-    from datasets import Value
-
-    def scale(box, sx, sy):
-        return [round(box[0] * sx), round(box[1] * sy), round(box[2] * sx), round(box[3] * sy)]
-
-    def convert(row, index):
-        image, w, h = image_of(row, index)
-        sx, sy = w / IMAGE_SIZE, h / IMAGE_SIZE
-        return {"image": image, "bbox": scale(row["bbox"], sx, sy),
-                "distractors": [{**d, "bbox": scale(d["bbox"], sx, sy)} for d in row["distractors"]],
-                "width": w, "height": h}
-
-    features = ds.features.copy()
-    features["width"] = features["height"] = Value("int16")
-    # In memory: a map over a split read from the cache would otherwise leave a copy in the split's folder.
-    return ds.map(convert, with_indices=True, features=features, desc=desc, load_from_cache_file=False,
-                  keep_in_memory=True)
