@@ -23,7 +23,7 @@ MODEL_KEYS = {"backend", "model", "pretrained", "dtype", "padding_side", "genera
 DATASET_KEYS = {"source", "path", "split", "label_column", "image_column", "classnames", "size", "limit",
                 "description", "image_sizes", "image_format", "required"}
 # Shapes-world image formats: "png", the 64-pixel scenes (resized by image_sizes); "jpeg", photo-like JPEGs of
-# 224-512 pixels a side (mmtests.data.jpeg).
+# 224-512 pixels a side (mmtests.data.variants).
 IMAGE_FORMATS = ("png", "jpeg")
 PROMPT_SET_KEYS = {"templates"}
 QUESTION_SET_KEYS = {"dataset", "questions", "images", "max_new_tokens", "synonyms", "question_column",

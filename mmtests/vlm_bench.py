@@ -218,7 +218,7 @@ class VLMBench:
 
 def _box_of(row: dict, qa: QA) -> list[float]:
     """The box of the object a shapes-world question is about (the main object unless it names another)."""
-    from .data.shapes_world import COLOURS, SHAPES
+    from .data.facts import COLOURS, SHAPES
 
     if qa.about and qa.about != f"{COLOURS[row['colour']]} {SHAPES[row['shape']]}":
         for d in row["distractors"]:
