@@ -1,5 +1,5 @@
-"""Shared set-up for benchmarks: the workbench, built once per session; contention recorded around every
-benchmark; utilisation, spread and flags settled when the JSON is written (`mmtests.bench.trust`)."""
+"""Shared set-up for benchmarks: the dual-encoder cache, built once per session; contention recorded around
+every benchmark; utilisation, spread and flags settled when the JSON is written (`mmtests.bench.trust`)."""
 
 import pytest
 import torch
@@ -7,15 +7,16 @@ import torch
 from mmtests.bench import contention, perf, trust
 from mmtests.errors import out_of_memory, out_of_memory_message
 from mmtests.plugin import session_device, session_matrix
-from mmtests.workbench import Workbench
+from mmtests.session.encoders import DualEncoderCache
 
 
 @pytest.fixture(scope="session")
-def workbench(request: pytest.FixtureRequest) -> Workbench:
-    """The session's matrix (--mm-config) on its device (--mm-device), as the suites load it."""
+def encoders(request: pytest.FixtureRequest) -> DualEncoderCache:
+    """The session's dual encoders and their measurements: its matrix (--mm-config) on its device (--mm-device),
+    as the suites load them."""
     config = request.config
-    return Workbench(session_matrix(config), session_device(config), config.getoption("--mm-batch-size"),
-                     online=config.getoption("--mm-online"))
+    return DualEncoderCache(session_matrix(config), session_device(config), config.getoption("--mm-batch-size"),
+                            online=config.getoption("--mm-online"))
 
 
 def _random_weights(item: pytest.Item) -> bool:

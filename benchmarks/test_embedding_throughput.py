@@ -110,12 +110,12 @@ def memory_of(model: embedding.BenchModel, dtype: torch.dtype | None, plan: Plan
     return peak_memory(prepare, plan.keys(), device)
 
 
-def test_embedding_throughput(benchmark, workbench, label, modality, batch_size, dtype, plan):
+def test_embedding_throughput(benchmark, encoders, label, modality, batch_size, dtype, plan):
     model = label
     if model.weights == "random" and benchmark.disabled:
         pytest.skip("random-weight architectures are timed only with benchmarks enabled (--benchmark-enable)")
-    device = workbench.device
-    encoder = loaded(workbench, model)
+    device = encoders.device
+    encoder = loaded(encoders, model)
     run = embedding.embedding_pass(encoder, modality, embedding.make_inputs(encoder, modality, batch_size), dtype)
     compute = embedding.compute_dtype(encoder, dtype)
     benchmark.group = f"embedding {model.label} {str(compute).removeprefix('torch.')}"
@@ -129,13 +129,13 @@ def test_embedding_throughput(benchmark, workbench, label, modality, batch_size,
     benchmark.extra_info.update(memory_figures(memory_of(model, dtype, plan, str(device))[(modality, batch_size)]))
 
 
-def loaded(workbench, model: embedding.BenchModel):
-    """A matrix entry through the workbench (loaded once, as the suites load it); an architecture with random weights
-    built here. An entry that cannot be had here is skipped with the reason; a broken one fails."""
+def loaded(encoders, model: embedding.BenchModel):
+    """A matrix entry through the dual-encoder cache (loaded once, as the suites load it); an architecture with
+    random weights built here. An entry that cannot be had here is skipped with the reason; a broken one fails."""
     try:
         if model.weights == "trained":
-            return workbench.encoder(model.label)
-        return random_weight_encoder(model, workbench.device)
+            return encoders.encoder(model.label)
+        return random_weight_encoder(model, encoders.device)
     except ModelUnavailable as err:
         pytest.skip(str(err))
 

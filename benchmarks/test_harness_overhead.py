@@ -41,12 +41,12 @@ def bare_loop_seconds(run, rounds: int, warmup: int) -> list[float]:
     return seconds
 
 
-def test_harness_against_a_bare_timing_loop(benchmark, workbench):
-    trained = [m for m in embedding.bench_models(workbench.matrix) if m.weights == "trained"]
+def test_harness_against_a_bare_timing_loop(benchmark, encoders):
+    trained = [m for m in embedding.bench_models(encoders.matrix) if m.weights == "trained"]
     if not trained:
         pytest.skip("the matrix benchmarks no dual encoder of its own ([benchmarks] models)")
     model = trained[0].label
-    encoder = workbench.encoder(model)
+    encoder = encoders.encoder(model)
     run = embedding.embedding_pass(encoder, "image", embedding.make_inputs(encoder, "image", BATCH))
     bare = bare_loop_seconds(run, ROUNDS // 2, WARMUP) if not benchmark.disabled else []
     benchmark.pedantic(run, rounds=ROUNDS, warmup_rounds=WARMUP)

@@ -21,44 +21,44 @@ from mmtests.data import pipeline
 from mmtests.data.sources import labels_and_class_names, load_checked
 from mmtests.evaluation.zero_shot import zero_shot_logits, zero_shot_metrics
 from mmtests.plugin import session_matrix
-from mmtests.workbench import embed_images
+from mmtests.session.encoders import embed_images
 
 _RAW_FORWARD: dict[tuple[str, int], float] = {}  # (model or "dataset", batch) -> raw forward images/s, this session
 
 
 @pytest.fixture(scope="module")
-def model(workbench) -> str:
+def model(encoders) -> str:
     """The matrix's first benchmarked dual encoder (the tiny CLIP by default)."""
-    trained = [m.label for m in embedding.bench_models(workbench.matrix) if m.weights == "trained"]
+    trained = [m.label for m in embedding.bench_models(encoders.matrix) if m.weights == "trained"]
     if not trained:
         pytest.skip("the matrix benchmarks no dual encoder of its own ([benchmarks] models)")
     return trained[0]
 
 
 @pytest.fixture(scope="module")
-def check(workbench, model) -> ZeroShotCheck:
+def check(encoders, model) -> ZeroShotCheck:
     """The model's first [[zero_shot]] check: its dataset and prompt set (the ensemble on shapes-test by default)."""
-    checks = [c for c in workbench.matrix.zero_shot if c.model == model]
+    checks = [c for c in encoders.matrix.zero_shot if c.model == model]
     if not checks:
         pytest.skip(f"the matrix has no [[zero_shot]] check of {model}")
-    return max(checks, key=lambda c: len(workbench.matrix.prompt_sets[c.prompt_set].templates))
+    return max(checks, key=lambda c: len(encoders.matrix.prompt_sets[c.prompt_set].templates))
 
 
 @pytest.fixture(scope="module")
-def setup(workbench, model, check):
-    spec = workbench.matrix.datasets[check.dataset]
-    ds = workbench.dataset(spec)
-    encoder = workbench.encoder(model)
-    workbench.zero_shot(ZeroShotCheck(model, check.dataset, check.prompt_set, None))  # warm caches, classifier path
-    classnames = list(workbench.image_features(model, check.dataset).classnames)
-    classifier = encoder.text_classifier(classnames, workbench.matrix.prompt_sets[check.prompt_set].templates)
-    return workbench, spec, ds, encoder, classifier, classnames
+def setup(encoders, model, check):
+    spec = encoders.matrix.datasets[check.dataset]
+    ds = encoders.dataset(spec)
+    encoder = encoders.encoder(model)
+    encoders.zero_shot(ZeroShotCheck(model, check.dataset, check.prompt_set, None))  # warm caches, classifier path
+    classnames = list(encoders.image_features(model, check.dataset).classnames)
+    classifier = encoder.text_classifier(classnames, encoders.matrix.prompt_sets[check.prompt_set].templates)
+    return encoders, spec, ds, encoder, classifier, classnames
 
 
 def test_throughput_raw_image_forward(benchmark, setup):
-    workbench, spec, ds, encoder, _, _ = setup
+    encoders, spec, ds, encoder, _, _ = setup
     pixels = encoder.preprocess(ds[spec.image_column])
-    batch = workbench.batch_size
+    batch = encoders.batch_size
     benchmark.pedantic(_raw_forward(encoder, pixels, batch), rounds=5, warmup_rounds=1)
     if benchmark.stats:  # None under --benchmark-disable, where the function just runs once
         benchmark.extra_info["items_per_s"] = len(pixels) / benchmark.stats.stats.median
@@ -67,11 +67,11 @@ def test_throughput_raw_image_forward(benchmark, setup):
 
 def test_throughput_zero_shot_end_to_end(benchmark, setup):
     """Dataset rows to accuracy: decode, preprocess, encode, classify, score."""
-    workbench, spec, ds, encoder, classifier, classnames = setup
+    encoders, spec, ds, encoder, classifier, classnames = setup
     labels = torch.tensor(ds[spec.label_column])
 
     def evaluate():
-        features = embed_images(encoder, ds, spec.image_column, workbench.batch_size)
+        features = embed_images(encoder, ds, spec.image_column, encoders.batch_size)
         return zero_shot_metrics(zero_shot_logits(features, classifier.cpu()), labels, classnames)
 
     metrics = benchmark.pedantic(evaluate, rounds=5, warmup_rounds=1)
@@ -79,7 +79,7 @@ def test_throughput_zero_shot_end_to_end(benchmark, setup):
     if benchmark.stats:
         benchmark.extra_info["items_per_s"] = len(ds) / benchmark.stats.stats.median
         benchmark.extra_info["top1"] = metrics.top1
-        raw = _RAW_FORWARD.get(("dataset", workbench.batch_size))  # the test above, this session
+        raw = _RAW_FORWARD.get(("dataset", encoders.batch_size))  # the test above, this session
         if raw:
             benchmark.extra_info["ratio_to_raw_forward"] = benchmark.extra_info["items_per_s"] / raw
 
@@ -94,7 +94,7 @@ PHOTO_ROUNDS = {"cpu": 5, "cuda": 10}
 
 
 @pytest.fixture(scope="module")
-def photos(workbench):
+def photos(encoders):
     ds = load_checked(PHOTOS).dataset
     labels, classnames = labels_and_class_names(PHOTOS, ds)
     return ds, torch.tensor(labels), classnames
@@ -154,43 +154,43 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture(scope="module")
-def random_vit(workbench):
+def random_vit(encoders):
     return embedding.load(embedding.BenchModel(f"{CPU_ARCH}-random-weights", ModelSpec(
-        name=f"{CPU_ARCH}-random-weights", backend="open_clip", model=CPU_ARCH), "random"), workbench.device)
+        name=f"{CPU_ARCH}-random-weights", backend="open_clip", model=CPU_ARCH), "random"), encoders.device)
 
 
-def _subject(request, workbench, photos, subject: str):
+def _subject(request, encoders, photos, subject: str):
     """(label, encoder, batch, images, labels, classnames, rounds) of a subject on the photos."""
     ds, labels, classnames = photos
     if subject == "matrix-model":
         label = request.getfixturevalue("model")
-        return label, workbench.encoder(label), workbench.batch_size, ds, labels, classnames, PHOTO_ROUNDS[
-            workbench.device.type]
-    if workbench.device.type == "cuda":
+        return label, encoders.encoder(label), encoders.batch_size, ds, labels, classnames, PHOTO_ROUNDS[
+            encoders.device.type]
+    if encoders.device.type == "cuda":
         pytest.skip("on CUDA, ViT-B-32 is timed at batch 256 in test_throughput_photos_cuda")
     n = min(CPU_PHOTOS, len(ds))
     return (subject, request.getfixturevalue("random_vit"), CPU_ARCH_BATCH, ds.select(range(n)), labels[:n], classnames,
             CPU_ARCH_ROUNDS)
 
 
-def test_throughput_photos_raw_image_forward(benchmark, request, workbench, photos, subject):
+def test_throughput_photos_raw_image_forward(benchmark, request, encoders, photos, subject):
     """The image encoder alone on pre-made pixel tensors of the JPEG photos (made by the PIL path, outside the
     timing): what the end-to-end figure below is compared with."""
-    label, encoder, batch, ds, _, _, rounds = _subject(request, workbench, photos, subject)
+    label, encoder, batch, ds, _, _, rounds = _subject(request, encoders, photos, subject)
     benchmark.pedantic(_raw_forward(encoder, _pil_pixels(encoder, ds, batch), batch), rounds=rounds, warmup_rounds=1)
     if benchmark.stats:
         _RAW_FORWARD[(label, batch)] = len(ds) / benchmark.stats.stats.median
         benchmark.extra_info.update(items_per_s=_RAW_FORWARD[(label, batch)], batch_size=batch,
-                                    device=workbench.device.type, model=label, images=len(ds))
+                                    device=encoders.device.type, model=label, images=len(ds))
 
 
-def test_throughput_photos_zero_shot_end_to_end(benchmark, request, workbench, photos, subject):
+def test_throughput_photos_zero_shot_end_to_end(benchmark, request, encoders, photos, subject):
     """JPEG bytes to accuracy: decode, preprocess (in `loader_workers` DataLoader workers), encode, classify, score;
     `ratio_to_raw_forward` is its items/s over the raw forward's on the same images, model and batch (measured
     by the test above in this session, else here, right after)."""
-    label, encoder, batch, ds, labels, classnames, rounds = _subject(request, workbench, photos, subject)
+    label, encoder, batch, ds, labels, classnames, rounds = _subject(request, encoders, photos, subject)
     classifier = _classifier(encoder, classnames)
-    workers = pipeline.resolve_workers(workbench.loader_workers, workbench.device)
+    workers = pipeline.resolve_workers(encoders.loader_workers, encoders.device)
 
     def evaluate():
         features = embed_images(encoder, ds, PHOTOS.image_column, batch, workers=workers)
@@ -203,7 +203,7 @@ def test_throughput_photos_zero_shot_end_to_end(benchmark, request, workbench, p
         raw = _RAW_FORWARD.get((label, batch)) or _median_items_per_s(
             _raw_forward(encoder, _pil_pixels(encoder, ds, batch), batch), len(ds), rounds)
         benchmark.extra_info.update(items_per_s=items_per_s, ratio_to_raw_forward=items_per_s / raw,
-                                    loader_workers=workers, batch_size=batch, device=workbench.device.type,
+                                    loader_workers=workers, batch_size=batch, device=encoders.device.type,
                                     model=label, images=len(ds), top1=metrics.top1)
 
 
@@ -224,10 +224,10 @@ def vit_b_32():
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("path", GPU_PATHS)
-def test_throughput_photos_cuda(benchmark, workbench, photos, vit_b_32, label, path):
+def test_throughput_photos_cuda(benchmark, encoders, photos, vit_b_32, label, path):
     ds, labels, classnames = photos
     encoder = vit_b_32
-    workers = pipeline.resolve_workers(workbench.loader_workers, encoder.device)
+    workers = pipeline.resolve_workers(encoders.loader_workers, encoder.device)
     if path == "raw-forward":
         run = _raw_forward(encoder, _pil_pixels(encoder, ds, GPU_BATCH), GPU_BATCH)
     else:

@@ -198,9 +198,9 @@ class BenchmarkSpec:
 
 @dataclass(frozen=True)
 class EvaluationSpec:
-    """[evaluation]: how images reach the dual encoders (mmtests.workbench.embed_images). The results do not depend
-    on `loader_workers`; `gpu_decode` changes the decoder and the resize kernels, so its embeddings agree with the
-    PIL path's only within a tolerance."""
+    """[evaluation]: how images reach the dual encoders (mmtests.session.encoders.embed_images). The results do not
+    depend on `loader_workers`; `gpu_decode` changes the decoder and the resize kernels, so its embeddings agree with
+    the PIL path's only within a tolerance."""
 
     loader_workers: int | None = None  # DataLoader worker processes; None ("auto"): 0 on a CPU, more on CUDA
     gpu_decode: bool = False  # CUDA only: JPEGs decoded by nvJPEG, resized, cropped and normalised on the GPU

@@ -107,10 +107,8 @@ def session_device(config: pytest.Config):
     """The torch device --mm-device names (auto: CUDA when there is one)."""
     import torch
 
-    from .workbench import default_device
-
     choice = config.getoption("--mm-device")
-    return default_device() if choice == "auto" else torch.device(choice)
+    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if choice == "auto" else choice)
 
 
 def _answer_cases(matrix: Matrix) -> list[tuple]:
@@ -213,7 +211,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 class MMSession:
-    """What a suite touches: the matrix, the shared workbench, the record writer and the judge."""
+    """What a suite touches: the matrix, the session's encoder and VLM caches, the record writer and the judge."""
 
     def __init__(self, config: pytest.Config):
         import torch
@@ -221,7 +219,9 @@ class MMSession:
         from .figures.baseline_store import BaselineWriter
         from .figures.record_writer import environment
         from .runrecords import session_writer
-        from .workbench import Workbench
+        from .session.encoders import DualEncoderCache
+        from .session.memo import Memo
+        from .session.vlms import VLMCache
 
         self.config = config
         self.matrix = session_matrix(config)
@@ -230,9 +230,10 @@ class MMSession:
             # xdist workers share the cores: one pool of threads each would oversubscribe them (measured 5x slower).
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
         device = session_device(config)
-        self.workbench = Workbench(self.matrix, device, config.getoption("--mm-batch-size"),
-                                   online=config.getoption("--mm-online"),
-                                   strict_images=True if config.getoption("--mm-strict-images") else None)
+        batch_size, online, memo = config.getoption("--mm-batch-size"), config.getoption("--mm-online"), Memo()
+        self.encoders = DualEncoderCache(self.matrix, device, batch_size, online, memo=memo,
+                                         strict_images=True if config.getoption("--mm-strict-images") else None)
+        self.vlms = VLMCache(self.matrix, device, batch_size, online, memo, dataset=self.encoders.dataset)
         self.environment = environment(str(device), str(self.matrix.path))
         self.records = session_writer(config, self.environment)
         self.artifacts = self.records.folder / "artifacts"  # per run: a crashed run keeps the last report's pictures
@@ -288,10 +289,14 @@ class MMSession:
             self._baselines[model] = Baseline.load(spec.baseline, model)
         return self._baselines[model]
 
+    def precision(self, model: str) -> str:
+        """The numeric precision a model runs in here (dual encoder or VLM), which sets its gates' tolerances."""
+        return (self.vlms if self.matrix.models[model].is_vlm else self.encoders).precision(model)
+
     def tolerances(self, model: str) -> dict[str, float]:
         from .figures.gates import tolerances
 
-        return tolerances(self.workbench.precision(model), dict(self.matrix.models[model].tolerance))
+        return tolerances(self.precision(model), dict(self.matrix.models[model].tolerance))
 
     def samples(self, model: str, key: str, samples: dict) -> None:
         """A check's per-sample outcomes: logged beside the records, and kept for --mm-save-baseline."""
@@ -312,7 +317,7 @@ class MMSession:
             target = self.matrix.models[model].baseline
             if target is None:
                 continue
-            env = {**self.environment, "precision": self.workbench.precision(model)}
+            env = {**self.environment, "precision": self.precision(model)}
             written.append(self.baseline_writer.write(model, target, env))
         return written
 
@@ -325,7 +330,7 @@ class MMSession:
         suite = where.pop("suite")
         test_id = where.pop("test_id")
         if "model" in where and "precision" not in where and any(c.kind == "baseline" for c in checks):
-            where["precision"] = self.workbench.precision(where["model"])
+            where["precision"] = self.precision(where["model"])
         failed = []
         for check in checks:
             if self.saving and check.kind == "baseline":
@@ -344,7 +349,7 @@ class MMSession:
 
 @pytest.fixture(scope="session")
 def mm(request: pytest.FixtureRequest):
-    """The session's `MMSession`: matrix, workbench (cached measurements), records and the judge."""
+    """The session's `MMSession`: matrix, encoder and VLM caches (measurements computed once), records and the judge."""
     session = MMSession(request.config)
     yield session
     try:

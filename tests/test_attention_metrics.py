@@ -67,3 +67,39 @@ def test_localization_ratio_and_pointing_against_chance():
 def test_localization_refuses_empty_boxes():
     with pytest.raises(ValueError, match="no patch"):
         A.localization(np.ones((2, 2)), np.zeros((2, 2), dtype=bool))
+
+
+def answer_sample():
+    """2 layers x 2 heads over [sink | 4 image tokens (a 2 x 2 grid) | answer position]; causal uniform rows but
+    the answer position's (the last query), which is set by hand."""
+    att = torch.tril(torch.ones(6, 6, dtype=torch.float64))
+    att = (att / att.sum(-1, keepdim=True)).expand(2, 2, 6, 6).clone()
+    att[0, 0, 5] = torch.tensor([0.2, 0.4, 0.1, 0.1, 0.1, 0.1], dtype=torch.float64)
+    att[0, 1, 5] = torch.tensor([0.0, 0.2, 0.2, 0.2, 0.2, 0.2], dtype=torch.float64)
+    att[1, 0, 5] = torch.tensor([0.6, 0.0, 0.4, 0.0, 0.0, 0.0], dtype=torch.float64)
+    att[1, 1, 5] = torch.tensor([0.4, 0.0, 0.2, 0.0, 0.0, 0.4], dtype=torch.float64)
+    mask = np.array([[True, False], [False, False]])  # the box covers the top-left patch
+    return A.answer_attention(att, (1, 5), 5, (2, 2), mask)
+
+
+def test_answer_attention_averages_heads_per_layer():
+    a = answer_sample()
+    assert a.image_share == pytest.approx([0.75, 0.3])  # layer 0: heads 0.7 and 0.8; layer 1: 0.4 and 0.2
+    assert a.sink_share == pytest.approx([0.1, 0.5])
+    # layer 0's map [[.3, .15], [.15, .15]]: inside .3 / outside .15, top patch inside; layer 1's [[0, .3], [0, 0]]
+    assert a.ratio_by_layer == pytest.approx([2.0, 0.0])
+    assert a.hit_by_layer.tolist() == [True, False]
+
+
+def test_answer_attention_localizes_the_map_averaged_over_layers_and_heads():
+    a = answer_sample()
+    assert a.mean_map == pytest.approx(np.array([[0.15, 0.225], [0.075, 0.075]]))
+    assert a.localization.inside_outside == pytest.approx(0.15 / 0.125)  # outside: (.225 + .075 + .075) / 3
+    assert not a.localization.pointing_hit  # the top patch is the top-right one
+    assert a.localization.chance == 0.25
+
+
+def test_answer_attention_structure_and_image_token_fraction():
+    a = answer_sample()
+    assert a.row_sum_error < 1e-12 and a.causal_leak == 0.0
+    assert a.image_token_fraction == pytest.approx(4 / 6)  # 4 image tokens among the 6 keys the answer position sees

@@ -23,7 +23,7 @@ from datasets import ClassLabel, Dataset, Features, Value
 from datasets import Image as ImageFeature
 from PIL import Image
 
-import mmtests.workbench as workbench_module
+import mmtests.session.encoders as encoders_module
 from mmtests.config import DatasetSpec, ModelSpec, load_matrix
 from mmtests.data import cache, facts, sources
 from mmtests.data.sources import labels_and_class_names, load_checked
@@ -155,9 +155,9 @@ templates = ["a photo of a {{}}."]
 """
 
 
-def workbench(tmp_path, root, **kw):
+def encoder_cache(tmp_path, root, **kw):
     (tmp_path / "m.toml").write_text(MATRIX.format(zoo=ZOO, root=root))
-    return workbench_module.Workbench(load_matrix(tmp_path / "m.toml"), CPU, **kw)
+    return encoders_module.DualEncoderCache(load_matrix(tmp_path / "m.toml"), CPU, **kw)
 
 
 def counting(monkeypatch, module, name):
@@ -167,26 +167,26 @@ def counting(monkeypatch, module, name):
     return calls
 
 
-def test_the_workbench_checks_each_image_once_and_keeps_what_it_skipped(tmp_path, monkeypatch):
-    wb = workbench(tmp_path, photos(tmp_path / "photos", {"circle/scan.tif": tiff_pil_cannot_open()}))
+def test_the_encoder_cache_checks_each_image_once_and_keeps_what_it_skipped(tmp_path, monkeypatch):
+    encoders = encoder_cache(tmp_path, photos(tmp_path / "photos", {"circle/scan.tif": tiff_pil_cannot_open()}))
     decoded = counting(monkeypatch, sources, "_decode_error")
     with pytest.warns(DataWarning, match="scan.tif"):
-        feats = wb.image_features("tiny", "pets")
+        feats = encoders.image_features("tiny", "pets")
     for prompt_set in ("bare", "photo"):  # two checks of the same dataset
-        wb.classifier("tiny", "pets", prompt_set)
-        wb.image_features("tiny", "pets")
+        encoders.classifier("tiny", "pets", prompt_set)
+        encoders.image_features("tiny", "pets")
     assert len(decoded) == 7  # every image checked once, whatever the number of checks
     assert feats.features.shape[0] == len(feats.labels) == 6 and feats.classnames == ("circle", "square")
-    [skipped] = wb.skipped_images("pets")
+    [skipped] = encoders.skipped_images("pets")
     assert skipped.startswith("row ") and "/circle/scan.tif): UnidentifiedImageError" in skipped
 
 
 def test_a_strict_failure_is_not_retried_per_check(tmp_path, monkeypatch):
-    wb = workbench(tmp_path, photos(tmp_path / "photos", {"circle/empty.jpg": b""}), strict_images=True)
-    loads = counting(monkeypatch, workbench_module, "load_checked")
+    encoders = encoder_cache(tmp_path, photos(tmp_path / "photos", {"circle/empty.jpg": b""}), strict_images=True)
+    loads = counting(monkeypatch, encoders_module, "load_checked")
     for _ in range(3):
         with pytest.raises(EntryError, match="empty.jpg"):
-            wb.image_features("tiny", "pets")
+            encoders.image_features("tiny", "pets")
     assert len(loads) == 1
 
 
@@ -275,11 +275,11 @@ def test_labels_that_are_not_class_indices_are_named_with_the_fix(tmp_path, monk
 
 def test_bad_labels_fail_before_anything_is_embedded(tmp_path, monkeypatch):
     path = photo_parquet(tmp_path / "p.parquet", labels=["circle", "circle", "circle", "square", "square", "square"])
-    wb = workbench(tmp_path, tmp_path)
-    wb.matrix.datasets["pets"] = DatasetSpec("pets", "parquet", str(path), "test", "label")
-    monkeypatch.setattr(wb, "_features", lambda *a: pytest.fail("embedded before the labels were checked"))
+    encoders = encoder_cache(tmp_path, tmp_path)
+    encoders.matrix.datasets["pets"] = DatasetSpec("pets", "parquet", str(path), "test", "label")
+    monkeypatch.setattr(encoders, "_features", lambda *a: pytest.fail("embedded before the labels were checked"))
     with pytest.raises(EntryError, match="label column 'label' holds strings"):
-        wb.image_features("tiny", "pets")
+        encoders.image_features("tiny", "pets")
 
 
 # ---------------------------------------------------------------------------------------------- class names

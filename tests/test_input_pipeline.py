@@ -1,5 +1,5 @@
-"""The zero-shot input pipeline (mmtests.workbench.embed_images, mmtests.data.pipeline): DataLoader workers that
-change nothing but the speed, an image that stops decoding named by its row from inside a worker too, batches
+"""The zero-shot input pipeline (mmtests.session.encoders.embed_images, mmtests.data.pipeline): DataLoader workers
+that change nothing but the speed, an image that stops decoding named by its row from inside a worker too, batches
 that run out of device memory split and retried, the photo-like JPEG split, and tensor decoding (`gpu_decode`)
 against the PIL path."""
 
@@ -23,7 +23,7 @@ from mmtests.data.facts import SHAPES
 from mmtests.data.render import build_split
 from mmtests.data.sources import load_checked
 from mmtests.errors import EntryError
-from mmtests.workbench import BatchSizeWarning, OOMRetry, Workbench, embed_images
+from mmtests.session.encoders import BatchSizeWarning, DualEncoderCache, OOMRetry, embed_images
 
 CPU = torch.device("cpu")
 PHOTOS = 40  # rows of the small in-memory JPEG split
@@ -121,11 +121,11 @@ def test_input_pipeline_settings_are_checked(tmp_path, text, message):
     assert message in str(err.value)
 
 
-def test_input_pipeline_settings_reach_the_workbench(tmp_path):
+def test_input_pipeline_settings_reach_the_encoder_cache(tmp_path):
     path = tmp_path / "m.toml"
     path.write_text(A_MODEL + '[evaluation]\nloader_workers = 3\ngpu_decode = true\n')
-    workbench = Workbench(load_matrix(path), CPU)
-    assert (workbench.loader_workers, workbench.gpu_decode) == (3, True)
+    encoders = DualEncoderCache(load_matrix(path), CPU)
+    assert (encoders.loader_workers, encoders.gpu_decode) == (3, True)
     default = load_matrix().evaluation
     assert (default.loader_workers, default.gpu_decode) == (None, False)
     assert pipeline.resolve_workers(None, CPU) == 0 and pipeline.resolve_workers(2, CPU) == 2
@@ -227,13 +227,13 @@ def test_out_of_memory_at_batch_one_is_raised_as_it_came(encoder, photos):
     assert [(r.failed, r.retried) for r in retries] == [(4, 2), (2, 1)]
 
 
-def test_the_workbench_records_its_retries(matrix, monkeypatch):
-    workbench = Workbench(matrix.narrowed(["tiny-clip"], ["shapes-test"]), CPU, batch_size=512)
-    inner = workbench.encoder("tiny-clip")
-    monkeypatch.setattr(workbench, "encoder", lambda model: RunsOutOfMemory(inner, fits=300))
+def test_the_encoder_cache_records_its_retries(matrix, monkeypatch):
+    encoders = DualEncoderCache(matrix.narrowed(["tiny-clip"], ["shapes-test"]), CPU, batch_size=512)
+    inner = encoders.encoder("tiny-clip")
+    monkeypatch.setattr(encoders, "encoder", lambda model: RunsOutOfMemory(inner, fits=300))
     with pytest.warns(BatchSizeWarning, match="embedding shapes-test with tiny-clip: out of device memory at batch 512"):
-        workbench.image_features("tiny-clip", "shapes-test")
-    assert workbench.oom_retries == [OOMRetry("embedding shapes-test with tiny-clip", 512, 256)]
+        encoders.image_features("tiny-clip", "shapes-test")
+    assert encoders.oom_retries == [OOMRetry("embedding shapes-test with tiny-clip", 512, 256)]
 
 
 # ------------------------------------------------------------------------------------------ tensor decoding

@@ -9,6 +9,9 @@ and per-layer arrays, so that every property can be checked on hand-made tensors
 - localization: the answer position's attention over the image patch grid, compared inside and
   outside the ground-truth box (ratio of means) and by the pointing game (top patch inside the box),
   whose chance rate is the box's share of patches.
+
+`answer_attention` aggregates one sample as the suites judge it: per layer, maps averaged over heads;
+localization also on the map averaged over all layers and heads (no layer or head picked after looking).
 """
 
 from __future__ import annotations
@@ -77,3 +80,37 @@ def localization(attention_map: np.ndarray, mask: np.ndarray) -> Localization:
     ratio = float(inside / outside) if outside > 0 else float("inf")
     top = np.unravel_index(np.argmax(attention_map), attention_map.shape)
     return Localization(ratio, bool(mask[top]), float(mask.mean()))
+
+
+@dataclass(frozen=True)
+class AnswerAttention:
+    """One sample's attention at the answer position, aggregated over heads (per layer) and over both."""
+
+    row_sum_error: float  # largest |sum over keys - 1| of any row
+    causal_leak: float  # largest weight above the diagonal
+    image_share: np.ndarray  # per layer
+    image_token_fraction: float  # image tokens / keys the query sees: the image share of uniform attention
+    sink_share: np.ndarray  # per layer
+    ratio_by_layer: np.ndarray  # per layer: inside/outside ratio of the layer's map
+    hit_by_layer: np.ndarray  # per layer: pointing game of the layer's map
+    mean_map: np.ndarray  # (rows, cols): the query's attention over patches, averaged over layers and heads
+    localization: Localization  # of `mean_map`
+
+
+def answer_attention(att: torch.Tensor, image: tuple[int, int], query: int, grid: tuple[int, int],
+                     mask: np.ndarray) -> AnswerAttention:
+    """Every attention figure of one sample: `image` is the image tokens' [start, end), `mask` the box's patches."""
+    per_layer = patch_maps(att, image, query, grid)
+    layer_loc = [localization(m, mask) for m in per_layer]
+    mean_map = per_layer.mean(0)
+    return AnswerAttention(
+        row_sum_error=row_sum_error(att),
+        causal_leak=causal_leak(att),
+        image_share=image_share(att, image, query),
+        image_token_fraction=(image[1] - image[0]) / (query + 1),
+        sink_share=sink_share(att, query),
+        ratio_by_layer=np.array([x.inside_outside for x in layer_loc]),
+        hit_by_layer=np.array([x.pointing_hit for x in layer_loc]),
+        mean_map=mean_map,
+        localization=localization(mean_map, mask),
+    )

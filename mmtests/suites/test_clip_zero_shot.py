@@ -18,9 +18,9 @@ def _where(c, **extra):
 
 def _samples(mm, c):
     """This run's per-image outcomes (logged, and kept for --mm-save-baseline) and the baseline's, if any."""
-    wb = mm.workbench
-    s = mm.available(wb.zero_shot_samples, c, test_id=c.id, suite="zero_shot")
-    feats = wb.image_features(c.model, c.dataset)
+    encoders = mm.encoders
+    s = mm.available(encoders.zero_shot_samples, c, test_id=c.id, suite="zero_shot")
+    feats = encoders.image_features(c.model, c.dataset)
     key = f"zero_shot/{c.dataset}/{c.prompt_set}"
     truth = digest([feats.labels.tolist(), list(feats.classnames)])
     mine = {"digest": truth, "predicted": s.predicted, "probability": [round(p, 7) for p in s.probability],
@@ -33,7 +33,7 @@ def _samples(mm, c):
 
 def test_zero_shot_top1(zero_shot_check, mm, request):
     c = zero_shot_check
-    metrics = mm.available(mm.workbench.zero_shot, c, test_id=c.id, suite="zero_shot")
+    metrics = mm.available(mm.encoders.zero_shot, c, test_id=c.id, suite="zero_shot")
     mine, base, _ = _samples(mm, c)
     majority = max(metrics.class_shares.values())
     checks = [
@@ -42,7 +42,7 @@ def test_zero_shot_top1(zero_shot_check, mm, request):
         measured("mean_per_class_recall", metrics.mean_per_class_recall,
                  fields={"per_class": metrics.per_class_recall}),
     ]
-    skipped = mm.workbench.skipped_images(c.dataset)
+    skipped = mm.encoders.skipped_images(c.dataset)
     if skipped:  # images that do not decode are left out of every check, and said so
         checks.append(measured("images_skipped", len(skipped),
                                explain="; ".join(skipped[:5]), fields={"skipped": skipped}))
@@ -57,10 +57,10 @@ def test_zero_shot_matches_baseline(zero_shot_check, mm, request):
     """Image by image, the model agrees with its known-good self: same predicted class, same probability,
     same embeddings on a probe set, same text classifier (within tolerances measured on clean reruns)."""
     c = zero_shot_check
-    wb = mm.workbench
+    encoders = mm.encoders
     mine, base, baseline = _samples(mm, c)
-    images = wb.image_features(c.model, c.dataset).features[:PROBE_IMAGES]
-    classifier = wb.classifier(c.model, c.dataset, c.prompt_set).T
+    images = encoders.image_features(c.model, c.dataset).features[:PROBE_IMAGES]
+    classifier = encoders.classifier(c.model, c.dataset, c.prompt_set).T
     image_key, text_key = f"image/{c.dataset}", f"classifier/{c.dataset}/{c.prompt_set}"
     mm.fingerprint(c.model, image_key, images)
     mm.fingerprint(c.model, text_key, classifier)
@@ -79,12 +79,12 @@ def test_zero_shot_matches_baseline(zero_shot_check, mm, request):
     for key, now, what in ((image_key, images, "probe image embeddings"), (text_key, classifier, "class embeddings")):
         if key in baseline.arrays:
             checks.append(gates.cosine_gate(f"{key.split('/')[0]}_cosine", baseline.arrays[key], now, tol, what))
-    mm.judge(request, checks, **_where(c, precision=wb.precision(c.model)))
+    mm.judge(request, checks, **_where(c, precision=encoders.precision(c.model)))
 
 
 def test_prompt_gain(gain_check, mm, request):
     c = gain_check
-    gain = mm.available(mm.workbench.prompt_gain, c, test_id=c.id, suite="prompt_gain")
+    gain = mm.available(mm.encoders.prompt_gain, c, test_id=c.id, suite="prompt_gain")
     check = judged("gain", gain.gain, c.min_gain, stderr=gain.stderr,
                      explain=f"'{c.candidate}' vs '{c.baseline}' on the same {gain.n} images (se {gain.stderr:.4f})",
                      fields={"baseline_top1": gain.baseline, "candidate_top1": gain.candidate, "n": gain.n})

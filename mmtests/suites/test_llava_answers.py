@@ -24,12 +24,12 @@ pytestmark = pytest.mark.llava
 def _answered(mm, model, qset_name, test_id, suite):
     """Questions, answers and per-question correctness; the per-question outcomes are logged (and kept
     for --mm-save-baseline), and returned with the baseline's when the model has one."""
-    bench = mm.workbench.vlm
-    answers = mm.available(bench.answers, model, qset_name, test_id=test_id, suite=suite)
-    questions = bench.questions(qset_name)
+    vlms = mm.vlms
+    answers = mm.available(vlms.answers, model, qset_name, test_id=test_id, suite=suite)
+    questions = vlms.questions(qset_name)
     key = f"answers/{qset_name}"
     truth = digest([[q.qa.kind, q.qa.question, q.qa.answer] for q in questions])
-    mine = {"digest": truth, "text": [a.text for a in answers], "correct": bench.correct(model, qset_name),
+    mine = {"digest": truth, "text": [a.text for a in answers], "correct": vlms.correct(model, qset_name),
             "kind": [q.qa.kind for q in questions]}
     mm.samples(model, key, mine)
     baseline = mm.available(mm.baseline, model, test_id=test_id, suite=suite)
@@ -72,9 +72,9 @@ def test_answers_match_baseline(answers_check, mm, request):
     """Question by question, the model answers as its known-good self, and its first answer token's
     distribution on a probe sample stays within a KL tolerance measured on clean reruns."""
     c = answers_check
-    bench = mm.workbench.vlm
+    vlms = mm.vlms
     _, _, mine, base, baseline = _answered(mm, c.model, c.question_set, c.id, "vlm_answers")
-    idx, logprobs = bench.probe_logprobs(c.model, c.question_set)
+    idx, logprobs = vlms.probe_logprobs(c.model, c.question_set)
     key = f"first_token_logprobs/{c.question_set}"
     mm.fingerprint(c.model, key, logprobs)
     where = dict(suite="vlm_answers", test_id=c.id, model=c.model, question_set=c.question_set)
@@ -87,7 +87,7 @@ def test_answers_match_baseline(answers_check, mm, request):
     checks = [gates.agreement_gate("answer_agreement", base["text"], mine["text"], tol, names, "answers")]
     if key in baseline.arrays:
         checks.append(gates.kl_gate("first_token_kl", baseline.arrays[key], logprobs, tol, [f"q{i}" for i in idx]))
-    mm.judge(request, checks, **where, precision=mm.workbench.precision(c.model))
+    mm.judge(request, checks, **where, precision=vlms.precision(c.model))
 
 
 def test_pope(pope_case, mm, request):
@@ -113,7 +113,7 @@ def test_pope(pope_case, mm, request):
 
 
 def _agreement(mm, check, first, second, metric: str) -> Check:
-    questions = mm.workbench.vlm.questions(check.question_set)
+    questions = mm.vlms.questions(check.question_set)
     (idx_a, a), (idx_b, b) = first, second
     by_index = dict(zip(idx_a, a, strict=True))
     differ = [(questions[i].qa.question, by_index[i].text, g.text) for i, g in zip(idx_b, b, strict=True)
@@ -130,18 +130,18 @@ def _stability(mm, request, c, checks):
 def test_greedy_is_deterministic(stability_check, mm, request):
     """A sample of the questions, generated twice in the same batches: identical tokens."""
     c = stability_check
-    bench = mm.workbench.vlm
-    mm.available(bench.answers, c.model, c.question_set, test_id=c.id, suite="vlm_stability")
-    runs = [bench.rerun(c.model, c.question_set, c.single_sample, bench.batch_size(), r) for r in (0, 1)]
+    vlms = mm.vlms
+    mm.available(vlms.answers, c.model, c.question_set, test_id=c.id, suite="vlm_stability")
+    runs = [vlms.rerun(c.model, c.question_set, c.single_sample, vlms.batch_size, r) for r in (0, 1)]
     _stability(mm, request, c, [_agreement(mm, c, runs[0], runs[1], "same_answer_twice")])
 
 
 def test_batched_equals_one_at_a_time(stability_check, mm, request):
     """Batched (padded) generation gives the answers of one-at-a-time generation: catches padding bugs."""
     c = stability_check
-    bench = mm.workbench.vlm
-    answers = mm.available(bench.answers, c.model, c.question_set, test_id=c.id, suite="vlm_stability")
-    single = bench.rerun(c.model, c.question_set, c.single_sample, 1)
+    vlms = mm.vlms
+    answers = mm.available(vlms.answers, c.model, c.question_set, test_id=c.id, suite="vlm_stability")
+    single = vlms.rerun(c.model, c.question_set, c.single_sample, 1)
     check = _agreement(mm, c, (list(range(len(answers))), answers), single, "batched_equals_single")
     check.explain += f" (padding side {mm.matrix.models[c.model].padding_side!r})" if check.explain else ""
     _stability(mm, request, c, [check])
@@ -150,11 +150,11 @@ def test_batched_equals_one_at_a_time(stability_check, mm, request):
 def test_answers_well_formed(stability_check, mm, request):
     """Non-empty, ended by EOS within max_new_tokens, and no loops (repeated bigrams)."""
     c = stability_check
-    bench = mm.workbench.vlm
-    answers = mm.available(bench.answers, c.model, c.question_set, test_id=c.id, suite="vlm_stability")
+    vlms = mm.vlms
+    answers = mm.available(vlms.answers, c.model, c.question_set, test_id=c.id, suite="vlm_stability")
     repeats = [repeated_ngram_ratio(a.tokens, 2) for a in answers]
     worst = int(np.argmax(repeats))
-    describe = [a.text for a, q in zip(answers, bench.questions(c.question_set), strict=True) if q.qa.kind == "describe"]
+    describe = [a.text for a, q in zip(answers, vlms.questions(c.question_set), strict=True) if q.qa.kind == "describe"]
     checks = [
         judged("non_empty", 1 - sum(not a.text for a in answers) / len(answers), 1.0, fields={"n": len(answers)}),
         judged("finished", float(np.mean([a.finished for a in answers])), c.min_finished,

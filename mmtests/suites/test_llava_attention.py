@@ -24,8 +24,8 @@ MIN_SAMPLES = 5  # fewer correctly answered questions than this and localization
 
 
 def _summary(mm, check, model=None, answered_only=True):
-    bench = mm.workbench.vlm
-    return mm.available(bench.attention, model or check.model, check, answered_only, test_id=check.id,
+    vlms = mm.vlms
+    return mm.available(vlms.attention, model or check.model, check, answered_only, test_id=check.id,
                         suite="attention")
 
 
@@ -36,7 +36,7 @@ def _judge(mm, request, check, checks, **extra):
 
 def _measurable(mm, request, check):
     """The attention summary over the correctly answered questions; fails when there are too few."""
-    items, total = mm.available(mm.workbench.vlm.attention_items, check, test_id=check.id, suite="attention")
+    items, total = mm.available(mm.vlms.attention_items, check, test_id=check.id, suite="attention")
     needed = min(MIN_SAMPLES, check.samples)
     if len(items) < needed:
         _judge(mm, request, check, [judged("answered_for_attention", len(items), needed,
@@ -100,7 +100,7 @@ def test_localization(attention_check, mm, request):
     inside/outside ratio and pointing game, each against chance and against the control model."""
     c = attention_check
     s = _measurable(mm, request, c)
-    _, total = mm.workbench.vlm.attention_items(c)
+    _, total = mm.vlms.attention_items(c)
     ratio, hit, chance = float(np.mean(s.ratio)), float(np.mean(s.hit)), float(np.mean(s.chance))
     control = _summary(mm, c, c.control) if c.control else None
     c_ratio = float(np.mean(control.ratio)) if control else None

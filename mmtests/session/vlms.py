@@ -7,18 +7,23 @@ passes touch only a sample of the questions. Attention tensors are summarized pe
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
-from .adapters.llava import Generation, VisionLanguageModel
-from .config import AttentionCheck, QuestionSet
-from .data.shapes_qa import QA, question_set
-from .errors import DatasetUnavailable, EntryError, ModelUnavailable
-from .evaluation import attention as A
-from .evaluation.answers import is_correct
-from .offline import hub_access
+from ..adapters.llava import Generation, VisionLanguageModel
+from ..config import AttentionCheck, DatasetSpec, Matrix, QuestionSet
+from ..data.facts import COLOURS, SHAPES
+from ..data.shapes_qa import QA, question_set
+from ..errors import EntryError
+from ..evaluation import attention as A
+from ..evaluation.answers import is_correct
+from ..offline import hub_access
+from .memo import ABSENT_OR_BROKEN, Memo
+from .precision import model_precision
 
 # Shorter expected answers first: a generate() batch runs until its longest answer ends.
 _KIND_ORDER = {"pope": 0, "size": 1, "colour": 2, "shape": 3, "count": 4, "position": 5, "describe": 9}
@@ -35,6 +40,8 @@ class Question:
 
 @dataclass
 class AttentionSummary:
+    """A model's attention figures over a check's sampled questions (one `AnswerAttention` each), with a few maps."""
+
     model: str
     layers: int
     heads: int
@@ -55,33 +62,53 @@ class AttentionSummary:
     chance: list[float] = field(default_factory=list)
     heatmaps: list[dict] = field(default_factory=list)  # image, box (model pixels), map, question, answer
 
+    def add(self, sample: A.AnswerAttention) -> None:
+        """One more sample: the structural errors are the worst seen, the other figures kept per sample."""
+        self.row_sum_error = max(self.row_sum_error, sample.row_sum_error)
+        self.causal_leak = max(self.causal_leak, sample.causal_leak)
+        self.image_share.append(sample.image_share)
+        self.image_token_fraction.append(sample.image_token_fraction)
+        self.sink_share.append(sample.sink_share)
+        self.ratio_by_layer.append(sample.ratio_by_layer)
+        self.hit_by_layer.append(sample.hit_by_layer)
+        self.ratio.append(sample.localization.inside_outside)
+        self.hit.append(sample.localization.pointing_hit)
+        self.chance.append(sample.localization.chance)
 
-class VLMBench:
-    def __init__(self, workbench):
-        self.wb = workbench
-        self.matrix = workbench.matrix
-        from .workbench import _memo
 
-        self.model = _memo(self._model, (ModelUnavailable, DatasetUnavailable, EntryError))  # a broken entry: tried once
-        self.questions = _memo(self._questions)
-        self.answers = _memo(self._answers)
-        self.rerun = _memo(self._rerun)
-        self.attention = _memo(self._attention)
-        self.correct = _memo(self._correct)
-        self.probe_logprobs = _memo(self._probe_logprobs)
+class VLMCache:
+    """A session's vision-language models, question sets, generated answers and attention summaries."""
 
-    def batch_size(self) -> int:
-        return self.wb.vlm_batch_size or (64 if self.wb.device.type == "cuda" else 32)
+    def __init__(self, matrix: Matrix, device: torch.device, batch_size: int | None, online: bool, memo: Memo,
+                 dataset: Callable[[DatasetSpec], object]):
+        self.matrix = matrix
+        self.device = device
+        self.online = online  # hubs reachable for mmtests' own loads (--mm-online); offline by default
+        # Questions per generate() batch.
+        self.batch_size = batch_size or (64 if device.type == "cuda" else 32)
+        self.dataset = dataset  # a dataset entry's rows, loaded and checked once a session (with the encoders')
+        self.model = memo(self._model, ABSENT_OR_BROKEN)  # a broken entry: tried once
+        self.questions = memo(self._questions)
+        self.answers = memo(self._answers)
+        self.rerun = memo(self._rerun)
+        self.attention = memo(self._attention)
+        self.correct = memo(self._correct)
+        self.probe_logprobs = memo(self._probe_logprobs)
 
     def _model(self, name: str) -> VisionLanguageModel:
         spec = self.matrix.models[name]
-        with hub_access(self.wb.online):
-            return VisionLanguageModel(spec.model, self.wb.device, dtype=spec.dtype, padding_side=spec.padding_side,
-                                       generation=dict(spec.generation), online=self.wb.online,
+        with hub_access(self.online):
+            return VisionLanguageModel(spec.model, self.device, dtype=spec.dtype, padding_side=spec.padding_side,
+                                       generation=dict(spec.generation), online=self.online,
                                        quantize=spec.quantize, entry=name)
 
+    def precision(self, model: str) -> str:
+        """The numeric precision a VLM runs in here, which sets its baseline gates' tolerances."""
+        return model_precision(self.matrix.models[model],
+                               lambda: str(self.model(model).model.dtype).removeprefix("torch."))
+
     def images(self, qset: QuestionSet):
-        ds = self.wb.dataset(self.matrix.datasets[qset.dataset])
+        ds = self.dataset(self.matrix.datasets[qset.dataset])
         return ds if qset.images is None else ds.select(range(min(qset.images, len(ds))))
 
     def _questions(self, name: str) -> list[Question]:
@@ -126,7 +153,7 @@ class VLMBench:
 
     def _answers(self, model: str, qset_name: str) -> list[Generation]:
         qset = self.matrix.question_sets[qset_name]
-        return self._generate(model, qset, self.questions(qset_name), self.batch_size())
+        return self._generate(model, qset, self.questions(qset_name), self.batch_size)
 
     def _correct(self, model: str, qset_name: str) -> list[bool]:
         """Per question: the model's answer is right (scored by kind, with the set's synonyms)."""
@@ -142,7 +169,7 @@ class VLMBench:
         ds = self.images(qset)
         column = self.matrix.datasets[qset.dataset].image_column
         images = [ds[q.image][column] for q in items]
-        return idx, self.model(model).first_token_logprobs(images, [q.qa.question for q in items], self.batch_size())
+        return idx, self.model(model).first_token_logprobs(images, [q.qa.question for q in items], self.batch_size)
 
     def sample(self, qset_name: str, n: int) -> list[int]:
         """`n` question indices spread evenly over the set (so over kinds and images)."""
@@ -189,37 +216,22 @@ class VLMBench:
         for q in items:
             image = ds[q.image][column]
             maps = vlm.attention_maps(image, q.qa.question)
-            att, query = maps.attentions, maps.answer_position
+            att, span = maps.attentions, maps.segments["image"]
             if summary is None:
                 summary = AttentionSummary(model, att.shape[0], att.shape[1], text.num_hidden_layers,
-                                           text.num_attention_heads, maps.grid, maps.segments["image"][1]
-                                           - maps.segments["image"][0], str(vlm.model.dtype).removeprefix("torch."))
-            summary.row_sum_error = max(summary.row_sum_error, A.row_sum_error(att))
-            summary.causal_leak = max(summary.causal_leak, A.causal_leak(att))
-            summary.image_share.append(A.image_share(att, maps.segments["image"], query))
-            summary.image_token_fraction.append(summary.image_tokens / (query + 1))
-            summary.sink_share.append(A.sink_share(att, query))
+                                           text.num_attention_heads, maps.grid, span[1] - span[0],
+                                           str(vlm.model.dtype).removeprefix("torch."))
             box = A.box_in_model_pixels(q.bbox, image.size, ip.size.get("shortest_edge", crop[0]), crop)
-            mask = A.box_mask(box, maps.grid, crop)
-            per_layer = A.patch_maps(att, maps.segments["image"], query, maps.grid)
-            layer_loc = [A.localization(m, mask) for m in per_layer]
-            summary.ratio_by_layer.append(np.array([x.inside_outside for x in layer_loc]))
-            summary.hit_by_layer.append(np.array([x.pointing_hit for x in layer_loc]))
-            mean_map = per_layer.mean(0)
-            loc = A.localization(mean_map, mask)
-            summary.ratio.append(loc.inside_outside)
-            summary.hit.append(loc.pointing_hit)
-            summary.chance.append(loc.chance)
+            sample = A.answer_attention(att, span, maps.answer_position, maps.grid, A.box_mask(box, maps.grid, crop))
+            summary.add(sample)
             if len(summary.heatmaps) < HEATMAPS_KEPT:
-                summary.heatmaps.append({"image": np.asarray(image.convert("RGB")), "box": box, "map": mean_map,
+                summary.heatmaps.append({"image": np.asarray(image.convert("RGB")), "box": box, "map": sample.mean_map,
                                          "crop": crop, "question": q.qa.question})
         return summary
 
 
 def _box_of(row: dict, qa: QA) -> list[float]:
     """The box of the object a shapes-world question is about (the main object unless it names another)."""
-    from .data.facts import COLOURS, SHAPES
-
     if qa.about and qa.about != f"{COLOURS[row['colour']]} {SHAPES[row['shape']]}":
         for d in row["distractors"]:
             if f"{d['colour']} {d['shape']}" == qa.about:

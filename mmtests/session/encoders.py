@@ -1,24 +1,23 @@
-"""Measurements over a matrix, each computed once per session and shared by every test.
+"""Dual-encoder measurements over a matrix, each computed once per session and shared by every test.
 
 Model loading and image embedding are the expensive steps: an encoder is loaded once, images of a
-dataset are embedded once per model, and each (model, dataset, prompt set) classifier once.
+dataset are embedded once per model, and each (model, dataset, prompt set) classifier once. Datasets
+are loaded (and their images checked) here for the VLM cache too.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
 import torch
 from tqdm.auto import tqdm
 
-from .adapters import DualEncoder, ModelUnavailable, load_dual_encoder
-from .config import DatasetSpec, GainCheck, Matrix, ZeroShotCheck
-from .data.sources import DatasetUnavailable, LoadedDataset, labels_and_class_names, load_checked
-from .errors import EntryError
-from .evaluation.zero_shot import (
+from ..adapters import DualEncoder, load_dual_encoder
+from ..config import DatasetSpec, GainCheck, Matrix, ZeroShotCheck
+from ..data.sources import LoadedDataset, labels_and_class_names, load_checked
+from ..errors import EntryError
+from ..evaluation.zero_shot import (
     PairedGain,
     ZeroShotMetrics,
     ZeroShotSamples,
@@ -27,9 +26,9 @@ from .evaluation.zero_shot import (
     zero_shot_metrics,
     zero_shot_samples,
 )
-from .offline import hub_access
-
-T = TypeVar("T")
+from ..offline import hub_access
+from .memo import ABSENT_OR_BROKEN, Memo
+from .precision import model_precision
 
 
 @dataclass(frozen=True)
@@ -71,7 +70,7 @@ def embed_images(encoder: DualEncoder, ds, column: str, batch_size: int = 256, d
 
     The images were checked when the dataset was loaded (`load_checked`); one that no longer decodes (its file
     changed during the run) is an EntryError naming its row, not a traceback, also when met in a worker."""
-    from .data import pipeline
+    from ..data import pipeline
 
     cuda = encoder.device.type == "cuda"
     workers = pipeline.resolve_workers(workers, encoder.device)
@@ -126,56 +125,32 @@ def embed_images(encoder: DualEncoder, ds, column: str, batch_size: int = 256, d
     return torch.cat(chunks)
 
 
-def _memo(fn: Callable[..., T], errors: tuple[type[Exception], ...] = (ModelUnavailable, DatasetUnavailable)
-          ) -> Callable[..., T]:
-    """Cache results *and* failures (`errors`) per arguments: a model that cannot be loaded is tried once."""
-    results: dict[tuple, tuple[bool, object]] = {}
+class DualEncoderCache:
+    """A session's dual encoders, datasets, image embeddings, classifiers and zero-shot results."""
 
-    def wrapper(*args):
-        if args not in results:
-            try:
-                results[args] = (True, fn(*args))
-            except errors as err:
-                results[args] = (False, err)
-        ok, value = results[args]
-        if not ok:
-            raise value
-        return value
-
-    return wrapper
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-class Workbench:
-    def __init__(self, matrix: Matrix, device: torch.device | None = None, batch_size: int | None = None,
-                 online: bool = False, strict_images: bool | None = None):
+    def __init__(self, matrix: Matrix, device: torch.device, batch_size: int | None = None, online: bool = False,
+                 strict_images: bool | None = None, memo: Memo | None = None):
         self.matrix = matrix
         # An image that does not decode: skipped and named (skipped_images), or with strict_images a failure of
         # its dataset. None: the MMTESTS_STRICT_IMAGES environment variable decides.
         self.strict_images = strict_images
         self.online = online  # hubs reachable for mmtests' own loads (--mm-online); offline by default
-        self.device = device or default_device()
+        self.device = device
         # On 2 CPU cores the tiny CLIP runs fastest at batch 64 (742 vs 511 images/s at 256).
         self.batch_size = batch_size or (256 if self.device.type == "cuda" else 64)
-        self.vlm_batch_size = batch_size
         # The input pipeline ([evaluation] in the matrix): DataLoader workers (None: auto) and tensor decoding on
         # the GPU; batches that ran out of device memory and were split, in order.
         self.loader_workers = matrix.evaluation.loader_workers
         self.gpu_decode = matrix.evaluation.gpu_decode
         self.oom_retries: list[OOMRetry] = []
-        self.encoder = _memo(self._encoder, (ModelUnavailable, DatasetUnavailable, EntryError))  # a broken entry: once
+        memo = memo or Memo()
+        self.encoder = memo(self._encoder, ABSENT_OR_BROKEN)  # a broken entry: once
         # A dataset is loaded and its images checked once, also when it fails (an EntryError is not retried).
-        self._dataset = _memo(self._load_dataset, (ModelUnavailable, DatasetUnavailable, EntryError))
-        self._labels = _memo(self._load_labels, (ModelUnavailable, DatasetUnavailable, EntryError))
-        self._features = _memo(self._embed)
-        self._classifier = _memo(self._text_classifier)
-        self._logits = _memo(self._classify)
-        from .vlm_bench import VLMBench
-
-        self.vlm = VLMBench(self)
+        self._dataset = memo(self._load_dataset, ABSENT_OR_BROKEN)
+        self._labels = memo(self._load_labels, ABSENT_OR_BROKEN)
+        self._features = memo(self._embed)
+        self._classifier = memo(self._text_classifier)
+        self._logits = memo(self._classify)
 
     def _encoder(self, model: str) -> DualEncoder:
         with hub_access(self.online):
@@ -215,15 +190,8 @@ class Workbench:
         return ImageFeatures(self._features(model, spec.images_key), labels, names)
 
     def precision(self, model: str) -> str:
-        """The numeric precision a model runs in here, which sets its baseline gates' tolerances."""
-        spec = self.matrix.models[model]
-        if spec.quantize:
-            return "int8"
-        if spec.dtype:
-            return spec.dtype
-        if spec.is_vlm:
-            return str(self.vlm.model(model).model.dtype).removeprefix("torch.")
-        return "float16" if self.device.type == "cuda" else "float32"
+        """The numeric precision a dual encoder runs in here, which sets its baseline gates' tolerances."""
+        return model_precision(self.matrix.models[model], lambda: "float16" if self.device.type == "cuda" else "float32")
 
     def _text_classifier(self, model: str, dataset: str, prompt_set: str) -> torch.Tensor:
         feats = self.image_features(model, dataset)
