@@ -6,7 +6,7 @@ import torch
 
 from mmtests.bench import contention, perf, trust
 from mmtests.errors import out_of_memory, out_of_memory_message
-from mmtests.plugin import session_device, session_matrix
+from mmtests.mmsession import session_device, session_matrix
 from mmtests.session.encoders import DualEncoderCache
 
 

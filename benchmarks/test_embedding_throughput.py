@@ -35,7 +35,7 @@ from mmtests.bench.memory import PeakMemory, peak_memory
 from mmtests.bench.perf import count_flops, device_peak, mfu
 from mmtests.config import BenchmarkSpec
 from mmtests.errors import ModelUnavailable
-from mmtests.plugin import session_device, session_matrix
+from mmtests.mmsession import session_device, session_matrix
 
 ALL_BATCHES = (1, 8, 32, 128)
 

@@ -28,7 +28,7 @@ from mmtests.bench import generation as G
 from mmtests.bench.memory import peak_memory
 from mmtests.bench.perf import count_flops, device_peak, mbu, mfu, synchronized
 from mmtests.config import BenchmarkSpec
-from mmtests.plugin import session_device, session_matrix
+from mmtests.mmsession import session_device, session_matrix
 
 NEW_TOKENS = 16
 # (batch sizes, rounds) per device, sized for 2 CPU cores or one GPU; the 7B shapes need CUDA.

@@ -20,7 +20,7 @@ from mmtests.config import DatasetSpec, ModelSpec, ZeroShotCheck
 from mmtests.data import pipeline
 from mmtests.data.sources import labels_and_class_names, load_checked
 from mmtests.evaluation.zero_shot import zero_shot_logits, zero_shot_metrics
-from mmtests.plugin import session_matrix
+from mmtests.mmsession import session_matrix
 from mmtests.session.encoders import embed_images
 
 _RAW_FORWARD: dict[tuple[str, int], float] = {}  # (model or "dataset", batch) -> raw forward images/s, this session

@@ -581,7 +581,7 @@ def test_a_misspelled_generation_setting_is_named_with_the_closest(tmp_path):
 def test_out_of_memory_is_a_failure_that_says_so_not_a_skip():
     from types import SimpleNamespace
 
-    from mmtests.plugin import MMSession
+    from mmtests.mmsession import MMSession
 
     recorded = []
     session = SimpleNamespace(require_all=False, records=SimpleNamespace(figure=lambda **r: recorded.append(r)))
