@@ -167,10 +167,11 @@ class Names(Kind):
 class Counts(Kind):
     """A non-empty list of whole numbers of at least 1, kept sorted without repeats."""
 
+    lo = 1
     types = (list,)
 
     def read(self, value, key: str, where: str, ctx: Context):
-        if not (isinstance(value, list) and value and all(_is(b, (int,)) and b >= 1 for b in value)):
+        if not (isinstance(value, list) and value and all(_is(b, (int,)) and b >= self.lo for b in value)):
             ctx.problems.append(f"{where}: {key} = {value!r} must be a list of whole numbers of at least 1, "
                                 "e.g. [1, 8, 32]")
             return None
@@ -179,16 +180,17 @@ class Counts(Kind):
 
 @dataclass(frozen=True)
 class Workers(Kind):
-    """"auto" (None) or a whole number of DataLoader workers from 0 to `most`."""
+    """"auto" (None) or a whole number of DataLoader workers from 0 to `hi`."""
 
-    most: int
+    hi: int
+    lo = 0
     types = (int,)
 
     def read(self, value, key: str, where: str, ctx: Context):
         if value == "auto":
             return None
-        if not _is(value, self.types) or not 0 <= value <= self.most:
+        if not _is(value, self.types) or not self.lo <= value <= self.hi:
             ctx.problems.append(f"{where}: {key} = {value!r} must be \"auto\" or a whole number from 0 to "
-                                f"{self.most} (0: images are decoded in the main process)")
+                                f"{self.hi} (0: images are decoded in the main process)")
             return None
         return value
