@@ -43,8 +43,8 @@ def read_entry(entry_type: type, entry: dict, where: str, ctx: Context) -> dict 
 def _read_section(section: str, entries: dict | list, ctx: Context) -> None:
     entry_type = {**TABLE_SECTIONS, **ARRAY_SECTIONS}[section]
     named = section in TABLE_SECTIONS
-    for i, (name, entry) in enumerate(entries.items() if named else zip(entries, entries, strict=True)):
-        where = f"[{section}.{name}]" if named else f"[[{section}]] #{i + 1}"
+    for name, entry in entries.items() if named else enumerate(entries, start=1):
+        where = f"[{section}.{name}]" if named else f"[[{section}]] #{name}"
         values = read_entry(entry_type, entry, where, ctx)
         if values is None or not RULES.get(section, _kept)(values, entry, where, ctx):
             continue

@@ -53,7 +53,7 @@ def _is(value, types: tuple[type, ...]) -> bool:
 
 
 class Kind:
-    """One kind of value. `types`: the Python types of the TOML values it takes (for tests and messages)."""
+    """One kind of value. `types`: the Python types of the TOML values it takes (tests derive wrong values from it)."""
 
     types: tuple[type, ...] = ()
     required = False  # a missing key is read as None and checked, not replaced by the default
