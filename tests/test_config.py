@@ -191,17 +191,26 @@ def test_unknown_keys_suggest_the_closest_known_key(tmp_path, text, change, mess
     assert message in str(err.value)
 
 
-def test_keys_of_features_in_progress_are_accepted(tmp_path):
-    text = (VALID.replace('pretrained = "openai"', 'pretrained = "openai"\nbaseline = "b"\ntolerance = {max_drop = 0.1}\n'
-                          'required = true\ndtype = "float16"')
-            .replace('label_column = "label"', 'label_column = "label"\nrequired = false')
-            .replace("min_top1 = 0.5", 'min_top1 = 0.5\ngate = "baseline"').replace("min_gain = 0.01", 'gate = "floor"'))
+def test_optional_model_and_dataset_keys_are_accepted(tmp_path):
+    text = VALID.replace('pretrained = "openai"', 'pretrained = "openai"\nbaseline = "b"\ntolerance = {max_drop = 0.1}\n'
+                         'dtype = "float16"')
     text += ('[datasets.s]\nsource = "shapes"\nsplit = "test"\nimage_sizes = [[96, 80]]\n'
              '[models.q]\nbackend = "hf_clip"\nmodel = "x/y"\nquantize = "dynamic-int8"\n')
     matrix = load_matrix(write(tmp_path, text))
     assert matrix.models["m1"].dtype == "float16" and matrix.datasets["s"].image_sizes == ((96, 80),)
-    vlm = LLAVA + "".join(f'[[{s}]]\nquestion_set = "qa"\ngate = "floor"\n' for s in ("answers", "pope", "stability"))
-    load_matrix(write(tmp_path, vlm + '[[attention]]\nquestion_set = "qa"\ngate = "floor"\n'))
+    vlm = LLAVA + "".join(f'[[{s}]]\nquestion_set = "qa"\n' for s in ("answers", "pope", "stability", "attention"))
+    assert len(load_matrix(write(tmp_path, vlm)).attention) == 1
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (('pretrained = "openai"', 'pretrained = "openai"\nrequired = true'), "[models.m1]: unknown key 'required'"),
+    (('label_column = "label"', 'label_column = "label"\nrequired = false'), "[datasets.d1]: unknown key 'required'"),
+    (("min_top1 = 0.5", 'min_top1 = 0.5\ngate = "baseline"'), "[[zero_shot]] #1: unknown key 'gate'"),
+])
+def test_gate_and_required_keys_that_nothing_reads_are_unknown(tmp_path, change, message):
+    with pytest.raises(ConfigError) as err:
+        load_matrix(write(tmp_path, VALID.replace(*change)))
+    assert message in str(err.value)
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -255,10 +264,6 @@ def test_question_columns_need_a_kind_and_shapes_questions_take_none(tmp_path):
      "[models.vlm]: dtype = 'fp16' must be one of float32, float16, bfloat16"),
     (LLAVA, ('model = "some/llava"', 'model = "some/llava"\npadding_side = "middle"'),
      "padding_side = 'middle' must be 'left' or 'right'"),
-    (VALID, ('pretrained = "openai"', 'pretrained = "openai"\nrequired = "yes"'),
-     "[models.m1]: required = 'yes' must be true or false"),
-    (VALID, ('label_column = "label"', 'label_column = "label"\nrequired = 1'), "[datasets.d1]: required = 1 must be true"),
-    (VALID, ("min_top1 = 0.5", "min_top1 = 0.5\ngate = 1"), "[[zero_shot]] #1: gate = 1 must be a string"),
     (VALID, ("min_top1 = 0.5", "min_top1 = true"), "min_top1 = true must be a number in [0, 1]"),
     (LLAVA + '[[pope]]\nquestion_set = "qa"\n', ('question_set = "qa"\n', 'question_set = "qa"\nmin_f1 = false\n'),
      "[[pope]] #1: min_f1 = false must be a number"),

@@ -1,0 +1,223 @@
+"""What a matrix file may say: each entry type with its keys, and each key's kind (type, range, choices) and
+default, stated once. The loader (load.py) derives the known keys and reads every entry from these fields."""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, dataclass, field, fields
+
+from .refs import Models, Ref, Vlm
+from .tables import Classnames, Folder, Generation, ImageSizes, Synonyms, Templates, Thresholds, Tolerances
+from .values import Choice, Count, Counts, Flag, Kind, Names, Number, Text, Workers
+
+BACKENDS = ("open_clip", "hf_clip", "llava")
+DUAL_ENCODERS = ("open_clip", "hf_clip")
+QUESTION_SOURCES = ("shapes", "columns")
+SOURCES = ("shapes", "hf", "imagefolder", "parquet")
+DTYPES = ("float32", "float16", "bfloat16")
+# Shapes-world image formats: "png", the 64-pixel scenes (resized by image_sizes); "jpeg", photo-like JPEGs of
+# 224-512 pixels a side (mmtests.data.variants).
+IMAGE_FORMATS = ("png", "jpeg")
+MAX_LOADER_WORKERS = 64
+# LLaVA-1.5 architectures benchmarks can build with random weights (mmtests.bench.generation.RANDOM).
+RANDOM_VLMS = ("llava-1.5-7b-shapes", "llava-reduced")
+MODEL_HINT = " (open_clip config name or local-dir:, HF id or directory)"
+
+
+def key(kind: Kind, default=MISSING, *, toml: str | None = None, rejects: bool = False):
+    """A field read from the matrix file under `toml` (default: the field's name). No default: the key is
+    required. `rejects`: an entry whose value here is wrong is not read further (nor defined)."""
+    return field(default=default, metadata={"kind": kind, "toml": toml, "rejects": rejects})
+
+
+def keys(entry_type: type) -> dict[str, object]:
+    """The matrix keys of an entry type, each with its dataclass field, in field order."""
+    return {f.metadata.get("toml") or f.name: f for f in fields(entry_type) if "kind" in f.metadata}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    backend: str = key(Choice(BACKENDS, required=True), rejects=True)
+    # open_clip config name or "local-dir:<dir>"; HF hub id or local directory
+    model: str = key(Text(relative=True, message="{key} = {toml} must be a string" + MODEL_HINT,
+                          missing="missing 'model'" + MODEL_HINT), rejects=True)
+    pretrained: str | None = key(Text(relative=True, blank_is_none=True), None)  # open_clip tag or weights file
+    # llava: torch dtype name; default bfloat16/float16 on CUDA, float32 on CPU
+    dtype: str | None = key(Choice(DTYPES), None)
+    # llava: batched generation padding (right padding breaks decoder-only batches)
+    padding_side: str = key(Choice(("left", "right"), said="'left' or 'right'"), "left")
+    generation: tuple[tuple[str, object], ...] = key(Generation(), ())  # llava: extra generate() settings
+    baseline: str | None = key(Folder(), None)  # folder of its known-good per-sample outcomes and fingerprint
+    tolerance: tuple[tuple[str, float], ...] = key(Tolerances(), ())  # overrides of the baseline gates' tolerances
+    # dual encoders: "dynamic-int8" (torch.ao dynamic quantization of Linear layers)
+    quantize: str | None = key(Choice(("dynamic-int8",), said="'dynamic-int8'"), None)
+
+    @property
+    def is_vlm(self) -> bool:
+        return self.backend == "llava"
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    source: str = key(Choice(SOURCES, required=True), rejects=True)
+    # HF dataset name, or a local directory / parquet file; the matrix file's folder for the shapes world
+    path: str = key(Text(relative=True, absent=""))
+    split: str = key(Text(), "test")
+    # needed by zero-shot checks; question sets may do without
+    label_column: str | None = key(Text(message="{key} must be a column name"), None, rejects=True)
+    image_column: str = key(Text(), "image")
+    classnames: tuple[str, ...] | None = key(Classnames(), None)  # None: the label column's ClassLabel names
+    size: int | None = key(Count(), None)  # shapes world only: number of images
+    limit: int | None = key(Count(), None)  # evaluate the first `limit` rows only
+    description: str = key(Text(), "")  # one line for the report: what this dataset probes
+    image_sizes: tuple[tuple[int, int], ...] = key(ImageSizes(), ())  # shapes world: (width, height) sizes cycled
+    image_format: str = key(Choice(IMAGE_FORMATS, said=f"one of {', '.join(map(repr, IMAGE_FORMATS))}",
+                                   hint=" ('png': the 64-pixel scenes; 'jpeg': photo-like JPEGs of 224-512 pixels a side)"),
+                            "png")
+
+    @property
+    def images_key(self) -> tuple:
+        """Datasets with the same key share their images (and so the image embeddings)."""
+        return (self.source, self.path, self.split, self.image_column, self.size, self.limit, self.image_sizes,
+                self.image_format)
+
+
+@dataclass(frozen=True)
+class PromptSet:
+    name: str
+    # format strings with one "{}" for the class name ("{c}" is rewritten)
+    templates: tuple[str, ...] = key(Templates())
+
+
+CLIP_MODELS = Models(vlm=False, need=f"zero-shot and prompt-gain checks need a dual encoder ({', '.join(DUAL_ENCODERS)})")
+
+
+@dataclass(frozen=True)
+class ZeroShotCheck:
+    model: str = key(CLIP_MODELS, toml="models")
+    dataset: str = key(Ref("dataset", "datasets"))
+    prompt_set: str = key(Ref("prompt set", "prompt_sets"))
+    min_top1: float | None = key(Number(to=float), None)  # None: measured and reported, not asserted
+
+    @property
+    def id(self) -> str:
+        return f"{self.model}/{self.dataset}/{self.prompt_set}"
+
+
+@dataclass(frozen=True)
+class GainCheck:
+    model: str = key(CLIP_MODELS, toml="models")
+    dataset: str = key(Ref("dataset", "datasets"))
+    baseline: str = key(Ref("prompt set", "prompt_sets"))
+    candidate: str = key(Ref("prompt set", "prompt_sets"))
+    min_gain: float | None = key(Number(lo=-1.0, to=float), None)
+
+    @property
+    def id(self) -> str:
+        return f"{self.model}/{self.dataset}/{self.candidate}-vs-{self.baseline}"
+
+
+@dataclass(frozen=True)
+class QuestionSet:
+    name: str
+    # a [datasets] entry: images, and ground truth for questions = "shapes"
+    dataset: str = key(Ref("dataset", "datasets"), rejects=True)
+    questions: str = key(Choice(QUESTION_SOURCES, required=True, hint=" ('shapes': generated from shapes-world ground "
+                                                                      "truth; 'columns': read from the dataset)"),
+                         rejects=True)
+    images: int | None = key(Count(), None)  # first N images of the dataset
+    max_new_tokens: int = key(Number(1, 4096, to=int), 24)
+    synonyms: tuple[tuple[str, str], ...] = key(Synonyms(), ())  # (said, meant) pairs for answer matching
+    question_column: str = key(Text(), "question")  # questions = "columns"
+    answer_column: str = key(Text(), "answer")
+    # per-question kind; for kind = "pope", the POPE set (e.g. POPE's "category")
+    kind_column: str | None = key(Text(), None)
+    kind: str = key(Text(), "pope")  # kind of every question ("pope": yes/no questions scored as POPE)
+    # x0, y0, x1, y1 in pixels of what the question is about (localization); "bbox" for shapes questions
+    bbox_column: str | None = key(Text(), None)
+
+
+VLM_MODELS = Models(vlm=True)
+
+
+@dataclass(frozen=True)
+class VLMCheck:
+    """A check of one vision-language model on one question set."""
+
+    model: str = key(VLM_MODELS, toml="models")
+    question_set: str = key(Ref("question set", "question_sets"))
+
+    @property
+    def id(self) -> str:
+        return f"{self.model}/{self.question_set}"
+
+
+@dataclass(frozen=True)
+class AnswerCheck(VLMCheck):
+    # per question kind; kinds not listed are reported only
+    min_accuracy: tuple[tuple[str, float], ...] = key(Thresholds(), ())
+
+
+@dataclass(frozen=True)
+class PopeCheck(VLMCheck):
+    min_f1: float | None = key(Number(), None)
+    max_yes_ratio_gap: float | None = key(Number(), None)
+
+
+@dataclass(frozen=True)
+class StabilityCheck(VLMCheck):
+    # questions re-asked one at a time, compared with the batched answers
+    single_sample: int = key(Number(1, 10_000, to=int), 16)
+    max_repeated_ngram: float = key(Number(to=float), 0.5)  # per answer, share of repeated bigrams
+    min_finished: float = key(Number(to=float), 0.95)  # share of answers that end with EOS before max_new_tokens
+
+
+@dataclass(frozen=True)
+class AttentionCheck(VLMCheck):
+    kind: str = key(Text(), "colour")  # the question kind whose answer position is analysed
+    samples: int = key(Number(1, 10_000, to=int), 16)
+    control: str | None = key(Vlm(), None)  # a model measured the same way, for comparison (stage-1-only...)
+    row_sum_tolerance: float = key(Number(), 1e-3)
+    # mean attention inside the box / outside, mean over layers and heads
+    min_inside_outside: float | None = key(Number(hi=1000), None)
+    min_pointing_hit: float | None = key(Number(), None)  # top patch inside the box, mean over layers and heads map
+    min_margin_over_control: float | None = key(Number(hi=1000), None)  # inside/outside ratio above the control's
+    min_image_share: float | None = key(Number(), None)  # image tokens' share of the answer position's attention
+    max_sink_share: float | None = key(Number(), None)
+
+    @property
+    def id(self) -> str:
+        return f"{self.model}/{self.question_set}/{self.kind}"
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    """[benchmarks]: what `pytest benchmarks` times. Without the section: every model of the matrix, at the
+    device's default batch sizes and rounds, and no random-weight architecture."""
+
+    models: tuple[str, ...] | None = key(Names('["my-clip"]'), None)  # matrix entries; None: all of them
+    # open_clip architectures built with random weights
+    random_architectures: tuple[str, ...] = key(Names('["ViT-B-32"]'), ())
+    random_vlms: tuple[str, ...] = key(Names(f"[{RANDOM_VLMS[1]!r}]"), ())  # RANDOM_VLMS entries
+    batch_sizes: tuple[int, ...] | None = key(Counts(), None)  # None: the device's defaults
+    rounds: int | None = key(Count(), None)  # None: the device's defaults
+
+
+@dataclass(frozen=True)
+class EvaluationSpec:
+    """[evaluation]: how images reach the dual encoders (mmtests.session.encoders.embed_images). The results do not depend
+    on `loader_workers`; `gpu_decode` changes the decoder and the resize kernels, so its embeddings agree with the
+    PIL path's only within a tolerance."""
+
+    # DataLoader worker processes; None ("auto"): 0 on a CPU, more on CUDA
+    loader_workers: int | None = key(Workers(MAX_LOADER_WORKERS), None)
+    # CUDA only: JPEGs decoded by nvJPEG, resized, cropped and normalised on the GPU
+    gpu_decode: bool = key(Flag(), False)
+
+
+TABLE_SECTIONS = {"models": ModelSpec, "datasets": DatasetSpec, "prompt_sets": PromptSet,
+                  "question_sets": QuestionSet}  # [section.NAME]
+ARRAY_SECTIONS = {"zero_shot": ZeroShotCheck, "prompt_gain": GainCheck, "answers": AnswerCheck, "pope": PopeCheck,
+                  "stability": StabilityCheck, "attention": AttentionCheck}  # [[section]]
+SETTINGS_SECTIONS = {"benchmarks": BenchmarkSpec, "evaluation": EvaluationSpec}  # [section] of key = value lines

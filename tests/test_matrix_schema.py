@@ -1,0 +1,144 @@
+"""The matrix schema as a specification: any wrong value of any key is one named ConfigError, generation settings
+are transformers' own, and reading a matrix costs no heavy import."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mmtests.config import ConfigError, load_matrix
+from mmtests.config.schema import ARRAY_SECTIONS, SETTINGS_SECTIONS, TABLE_SECTIONS, keys
+from mmtests.config.tables import ImageSizes
+from mmtests.config.values import Choice, Counts
+
+# One valid entry of every section; each generated case spoils one key of one of them.
+BASE = {
+    "models": {"m1": {"backend": "open_clip", "model": "ViT-B-32"}, "vlm": {"backend": "llava", "model": "some/llava"},
+               "ctl": {"backend": "llava", "model": "other/llava"}},
+    "datasets": {"d1": {"source": "hf", "path": "some/dataset", "label_column": "label"},
+                 "s": {"source": "shapes", "split": "test"}},
+    "prompt_sets": {"p": {"templates": ["{}"]}, "q": {"templates": ["a {}."]}},
+    "question_sets": {"qa": {"dataset": "s", "questions": "shapes"}},
+    "zero_shot": [{"dataset": "d1", "prompt_set": "p"}],
+    "prompt_gain": [{"dataset": "d1", "baseline": "p", "candidate": "q"}],
+    "answers": [{"question_set": "qa"}],
+    "pope": [{"question_set": "qa"}],
+    "stability": [{"question_set": "qa"}],
+    "attention": [{"question_set": "qa", "models": ["vlm"], "control": "ctl"}],
+    "benchmarks": {"models": ["m1"]},
+    "evaluation": {"loader_workers": 0},
+}
+ENTRY = {section: next(iter(BASE[section])) for section in TABLE_SECTIONS}  # the entry spoilt in [section.NAME]
+WRONG_TYPES = [True, 7, 2.5, "x", [7], {"x": 7}]
+
+
+def toml(value) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(map(toml, value)) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {toml(v)}" for k, v in value.items()) + " }"
+    return repr(value)
+
+
+def matrix_text(matrix: dict) -> str:
+    lines = []
+    for section, value in matrix.items():
+        if section in TABLE_SECTIONS:
+            tables = [(f"[{section}.{name}]", entry) for name, entry in value.items()]
+        elif section in ARRAY_SECTIONS:
+            tables = [(f"[[{section}]]", entry) for entry in value]
+        else:
+            tables = [(f"[{section}]", value)]
+        for header, entry in tables:
+            lines += [header, *(f"{k} = {toml(v)}" for k, v in entry.items()), ""]
+    return "\n".join(lines)
+
+
+def wrong_values(kind) -> list:
+    """Values of a TOML type the kind does not take, a string outside its choices, and numbers out of its range."""
+    values = [v for v in WRONG_TYPES if not isinstance(v, kind.types) or (isinstance(v, bool) and bool not in kind.types)]
+    if isinstance(kind, Choice):
+        values.append("x")
+    lo, hi = getattr(kind, "lo", None), getattr(kind, "hi", None)
+    numbers = [n for n in (None if lo is None else lo - 1, None if hi is None else hi + 1) if n is not None]
+    if isinstance(kind, ImageSizes):
+        return values + [[[n, lo]] for n in numbers]
+    if isinstance(kind, Counts):
+        return values + [[n] for n in numbers] + [[]]
+    return values + numbers
+
+
+def cases():
+    for section, entry_type in {**TABLE_SECTIONS, **ARRAY_SECTIONS, **SETTINGS_SECTIONS}.items():
+        where = (f"[{section}.{ENTRY[section]}]" if section in TABLE_SECTIONS
+                 else f"[[{section}]] #1" if section in ARRAY_SECTIONS else f"[{section}]")
+        for key, field in keys(entry_type).items():
+            for value in wrong_values(field.metadata["kind"]):
+                yield pytest.param(section, where, key, value, id=f"{section}.{key}={toml(value)}")
+
+
+def spoilt(section: str, key: str, value) -> dict:
+    matrix = json.loads(json.dumps(BASE))
+    entry = matrix[section]
+    entry = entry[ENTRY[section]] if section in TABLE_SECTIONS else entry[0] if section in ARRAY_SECTIONS else entry
+    entry[key] = value
+    return matrix
+
+
+def test_the_base_of_the_generated_cases_loads(tmp_path):
+    path = tmp_path / "m.toml"
+    path.write_text(matrix_text(BASE))
+    matrix = load_matrix(path)
+    assert [c.id for c in matrix.attention] == ["vlm/qa/colour"] and matrix.attention[0].control == "ctl"
+
+
+@pytest.mark.parametrize(("section", "where", "key", "value"), list(cases()))
+def test_a_wrong_value_for_any_key_is_a_config_error_naming_entry_and_key(tmp_path, section, where, key, value):
+    path = tmp_path / "m.toml"
+    path.write_text(matrix_text(spoilt(section, key, value)))
+    with pytest.raises(ConfigError) as err:
+        load_matrix(path)
+    lines = str(err.value).splitlines()[1:]
+    assert any(line.strip().startswith(where) and key in line for line in lines), str(err.value)
+
+
+def load_with_generation(tmp_path, generation: str):
+    path = tmp_path / "m.toml"
+    path.write_text(matrix_text(BASE).replace('model = "some/llava"', f'model = "some/llava"\ngeneration = {generation}'))
+    return load_matrix(path)
+
+
+@pytest.mark.parametrize(("generation", "message"), [
+    ("{ bogus_kw = 1 }", "[models.vlm]: generation has no setting 'bogus_kw'; use generate() settings of transformers' "
+                         "GenerationConfig, e.g. do_sample, num_beams, temperature, top_p"),
+    ("{ num_beam = 2 }", "[models.vlm]: generation has no setting 'num_beam' (did you mean 'num_beams'?)"),
+])
+def test_unknown_generation_settings_are_named_with_a_suggestion(tmp_path, generation, message):
+    with pytest.raises(ConfigError) as err:
+        load_with_generation(tmp_path, generation)
+    assert message in str(err.value)
+
+
+def test_generation_settings_of_generation_config_are_accepted(tmp_path):
+    matrix = load_with_generation(tmp_path, "{ do_sample = false, num_beams = 1, max_new_tokens = 8 }")
+    assert matrix.models["vlm"].generation == (("do_sample", False), ("max_new_tokens", 8), ("num_beams", 1))
+
+
+def test_reading_a_matrix_imports_no_heavy_library(tmp_path):
+    """numpy, PIL, torch, transformers and open_clip cost seconds at pytest start-up; a matrix needs none of them
+    (an empty generation table included)."""
+    path = tmp_path / "m.toml"
+    path.write_text(matrix_text(BASE).replace('model = "some/llava"', 'model = "some/llava"\ngeneration = {}'))
+    code = ("import sys\nfrom mmtests.config import load_matrix\nload_matrix()\nload_matrix(sys.argv[1])\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'numpy', 'PIL', 'torch', 'transformers', 'open_clip'}))")
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(root), os.environ.get("PYTHONPATH"))))}
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, env=env, check=True)
+    assert done.stdout.strip() == "[]"
