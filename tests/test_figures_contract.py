@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from mmtests.config.schema import ARRAY_SECTIONS, keys
 from mmtests.figures.check import FAIL, MEASURED, PASS, bound_text, judged, measured
 from mmtests.figures.metrics import METRICS, bounded_by, metric
 from mmtests.figures.record_reader import read_run
@@ -77,3 +78,11 @@ def test_records_carry_their_schema_version_and_a_newer_one_is_named(tmp_path):
     (tmp_path / "newer.jsonl").write_text("\n".join(map(json.dumps, lines)) + "\n")
     problems = read_run(tmp_path / "newer.jsonl").problems
     assert any(f"schema {SCHEMA_VERSION + 1}" in p and "upgrade mmtests" in p for p in problems)
+
+
+def test_the_matrix_bounds_figures_through_the_metric_table():
+    """Every key that bounds a figure names its metric, and every metric with a matrix key has that key."""
+    bounding = {name: f.metadata["bounds"] for entry in ARRAY_SECTIONS.values() for name, f in keys(entry).items()
+                if f.metadata.get("bounds")}
+    assert {k: METRICS[m].matrix_key for k, m in bounding.items()} == {k: k for k in bounding}
+    assert set(bounding) == {m.matrix_key for m in METRICS.values() if m.matrix_key}

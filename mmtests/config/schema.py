@@ -23,10 +23,19 @@ RANDOM_VLMS = ("llava-1.5-7b-shapes", "llava-reduced")
 MODEL_HINT = " (open_clip config name or local-dir:, HF id or directory)"
 
 
-def key(kind: Kind, default=MISSING, *, toml: str | None = None, rejects: bool = False):
+def key(kind: Kind, default=MISSING, *, toml: str | None = None, rejects: bool = False, bounds: str | None = None):
     """A field read from the matrix file under `toml` (default: the field's name). No default: the key is
-    required. `rejects`: an entry whose value here is wrong is not read further (nor defined)."""
-    return field(default=default, metadata={"kind": kind, "toml": toml, "rejects": rejects})
+    required. `rejects`: an entry whose value here is wrong is not read further (nor defined). `bounds`: the
+    metric whose figure the value bounds."""
+    return field(default=default, metadata={"kind": kind, "toml": toml, "rejects": rejects, "bounds": bounds})
+
+
+def bound(metric_name: str, default=None, *, to: type | None = float):
+    """A matrix key that bounds a figure: its range is the metric table's (mmtests.figures.metrics)."""
+    from ..figures.metrics import metric
+
+    lo, hi = metric(metric_name).range
+    return key(Number(lo, hi, to=to), default, bounds=metric_name)
 
 
 def keys(entry_type: type) -> dict[str, object]:
@@ -98,7 +107,7 @@ class ZeroShotCheck:
     model: str = key(CLIP_MODELS, toml="models")
     dataset: str = key(Ref("dataset", "datasets"))
     prompt_set: str = key(Ref("prompt set", "prompt_sets"))
-    min_top1: float | None = key(Number(to=float), None)  # None: measured and reported, not asserted
+    min_top1: float | None = bound("top1")  # None: measured and reported, not asserted
 
     @property
     def id(self) -> str:
@@ -111,7 +120,7 @@ class GainCheck:
     dataset: str = key(Ref("dataset", "datasets"))
     baseline: str = key(Ref("prompt set", "prompt_sets"))
     candidate: str = key(Ref("prompt set", "prompt_sets"))
-    min_gain: float | None = key(Number(lo=-1.0, to=float), None)
+    min_gain: float | None = bound("gain")
 
     @property
     def id(self) -> str:
@@ -156,21 +165,21 @@ class VLMCheck:
 @dataclass(frozen=True)
 class AnswerCheck(VLMCheck):
     # per question kind; kinds not listed are reported only
-    min_accuracy: tuple[tuple[str, float], ...] = key(Thresholds(), ())
+    min_accuracy: tuple[tuple[str, float], ...] = key(Thresholds(), (), bounds="accuracy")
 
 
 @dataclass(frozen=True)
 class PopeCheck(VLMCheck):
-    min_f1: float | None = key(Number(), None)
-    max_yes_ratio_gap: float | None = key(Number(), None)
+    min_f1: float | None = bound("f1", to=None)
+    max_yes_ratio_gap: float | None = bound("yes_ratio_gap", to=None)
 
 
 @dataclass(frozen=True)
 class StabilityCheck(VLMCheck):
     # questions re-asked one at a time, compared with the batched answers
     single_sample: int = key(Number(1, 10_000, to=int), 16)
-    max_repeated_ngram: float = key(Number(to=float), 0.5)  # per answer, share of repeated bigrams
-    min_finished: float = key(Number(to=float), 0.95)  # share of answers that end with EOS before max_new_tokens
+    max_repeated_ngram: float = bound("max_repeated_bigrams", 0.5)  # per answer, share of repeated bigrams
+    min_finished: float = bound("finished", 0.95)  # share of answers that end with EOS before max_new_tokens
 
 
 @dataclass(frozen=True)
@@ -178,13 +187,13 @@ class AttentionCheck(VLMCheck):
     kind: str = key(Text(), "colour")  # the question kind whose answer position is analysed
     samples: int = key(Number(1, 10_000, to=int), 16)
     control: str | None = key(Vlm(), None)  # a model measured the same way, for comparison (stage-1-only...)
-    row_sum_tolerance: float = key(Number(), 1e-3)
+    row_sum_tolerance: float = bound("row_sum_error", 1e-3, to=None)
     # mean attention inside the box / outside, mean over layers and heads
-    min_inside_outside: float | None = key(Number(hi=1000), None)
-    min_pointing_hit: float | None = key(Number(), None)  # top patch inside the box, mean over layers and heads map
-    min_margin_over_control: float | None = key(Number(hi=1000), None)  # inside/outside ratio above the control's
-    min_image_share: float | None = key(Number(), None)  # image tokens' share of the answer position's attention
-    max_sink_share: float | None = key(Number(), None)
+    min_inside_outside: float | None = bound("inside_outside", to=None)
+    min_pointing_hit: float | None = bound("pointing_hit", to=None)  # top patch inside the box, mean layers/heads map
+    min_margin_over_control: float | None = bound("margin_over_control", to=None)  # inside/outside above the control's
+    min_image_share: float | None = bound("image_share", to=None)  # image tokens' share of the answer's attention
+    max_sink_share: float | None = bound("sink_share", to=None)
 
     @property
     def id(self) -> str:

@@ -9,12 +9,9 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from .paths import resolve
-
-if TYPE_CHECKING:
-    from .matrix import Matrix
 
 TOML_TYPES = {bool: "true or false", str: "a string", int: "a number", float: "a number", dict: "a table",
               list: "a list"}
@@ -25,7 +22,7 @@ class Context:
     """What reading one entry needs besides the entry: the matrix file's folder, what is read so far, problems."""
 
     base: Path
-    matrix: Matrix
+    matrix: Any  # the `Matrix` read so far (matrix.py, which reads through these kinds: not imported here)
     problems: list[str]
 
 
