@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import DEFAULT_CONFIG
+from .figures.record_files import anchored
 
 ZOO = DEFAULT_CONFIG.parent / "zoo"
 # The model of the default matrix each fault is applied to: its entry, the files it lives in, the models
@@ -243,7 +244,8 @@ def apply(fault: Fault, workdir: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m mmtests.faults", description=__doc__.splitlines()[0])
     ap.add_argument("--only", nargs="+", metavar="NAME", help="run only these faults (and no clean reruns)")
-    ap.add_argument("--json", type=Path, default=Path("reports/faults.json"), help="write the results here")
+    ap.add_argument("--json", type=anchored, default="reports/faults.json",
+                    help="write the results here (relative: to the current directory)")
     ap.add_argument("--list", action="store_true", help="list the catalogue and exit")
     args = ap.parse_args(argv)
     if args.list:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, TypeVar
 import pytest
 
 from .figures.check import FAIL, MEASURED, Check
-from .runrecords import record_usage_error
+from .runrecords import option_path, record_usage_error
 
 if TYPE_CHECKING:  # the matrix is read on first use, not when pytest loads the plugin
     from .config import Matrix
@@ -28,7 +28,7 @@ def session_matrix(config: pytest.Config) -> Matrix:
         from .config import ConfigError, load_matrix
 
         try:
-            matrix = load_matrix(config.getoption("--mm-config"))
+            matrix = load_matrix(option_path(config, "--mm-config"))
             config.stash[MATRIX_KEY] = matrix.narrowed(config.getoption("--mm-model"), config.getoption("--mm-dataset"))
         except ConfigError as err:
             record_usage_error(config, f"matrix error: {err}")

@@ -17,6 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .figures.record_files import anchored
+
 
 def steps(out: Path, pytest_args: list[str], faults: bool = False) -> list[tuple[str, list[str]]]:
     records, benchmarks, detection = out / "records.jsonl", out / "benchmarks.json", out / "faults.json"
@@ -52,7 +54,8 @@ def _matrix_args(pytest_args: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m mmtests.nightly", description=__doc__.split("\n\n")[0],
                                  allow_abbrev=False)
-    ap.add_argument("--out", type=Path, default=Path("reports"), help="folder for records, benchmarks and the report")
+    ap.add_argument("--out", type=anchored, default="reports",
+                    help="folder for records, benchmarks and the report (relative: to the current directory)")
     ap.add_argument("--faults", action="store_true",
                     help="add the detection-power step (python -m mmtests.faults, 4-5 minutes on 2 CPU cores)")
     args, pytest_args = ap.parse_known_args(argv)

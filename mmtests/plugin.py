@@ -16,7 +16,7 @@ from .errors import RecordsUnwritable
 from .figures.check import MEASURED
 from .figures.record_files import RUN_ID
 from .mmsession import OUTCOME, MMSession, session_matrix
-from .runrecords import finish_run, hand_over_run_id, write_plan
+from .runrecords import check_outputs, finish_run, hand_over_run_id, write_plan
 
 if TYPE_CHECKING:  # the matrix is read on first use, not when pytest loads the plugin
     from .config import Matrix
@@ -35,14 +35,16 @@ DESELECTED_CHECKS = pytest.StashKey[bool]()  # a selection (-k, -m, --mm-shard) 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("mmtests", "multimodal model test matrix")
     group.addoption("--mm-config", default=None, metavar="FILE",
-                    help="matrix TOML (models, datasets, prompt sets, expectations); default: the embedded zoo")
+                    help="matrix TOML (models, datasets, prompt sets, expectations); default: the embedded zoo. "
+                         "Relative paths given to mmtests' options are relative to the directory pytest is run from")
     group.addoption("--mm-model", action="append", default=None, metavar="NAME",
                     help="run only this model of the matrix (repeatable)")
     group.addoption("--mm-dataset", action="append", default=None, metavar="NAME",
                     help="run only this dataset of the matrix (repeatable)")
     group.addoption("--mm-records", default="reports/records.jsonl", metavar="FILE",
                     help="JSON-lines file of the latest run's figures, rewritten at the end of each session; each session "
-                         "writes its own files under <FILE stem>.d/ as it goes")
+                         "writes its own files under <FILE stem>.d/ as it goes (relative: to the directory pytest is "
+                         "run from)")
     group.addoption("--mm-device", default="auto", choices=("auto", "cpu", "cuda"),
                     help="device for model suites (auto: cuda when available)")
     group.addoption("--mm-online", action="store_true",
@@ -240,7 +242,12 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """The checks this session will run, recorded first: the report names those a crash left without a figure."""
-    planned = [item.nodeid for item in session.items if "mm" in getattr(item, "fixturenames", ())]
+    ours = [item for item in session.items if "mm" in getattr(item, "fixturenames", ())]
+    planned = [item.nodeid for item in ours]
+    if planned:
+        models = {model_of(item) for item in ours} - {None}
+        specs = session_matrix(session.config).models if models and session.config.getoption("--mm-save-baseline") else {}
+        check_outputs(session.config, {m: specs[m].baseline for m in sorted(models & specs.keys()) if specs[m].baseline})
     try:
         write_plan(session.config, planned, selected_none=not session.items and session.config.stash.get(
             DESELECTED_CHECKS, False))

@@ -7,12 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from .figures.record_files import runs_dir
-from .figures.record_writer import RecordWriter, new_run_id, publish
+from .figures.record_files import anchored, runs_dir, unwritable
+from .figures.record_writer import RecordWriter, new_run_id, new_session_id, publish
 
 RUN_INPUT = "mmtests_run_id"  # key of the controller's run id in an xdist worker's `workerinput`
+SESSION_INPUT = "mmtests_session"  # and of its session id: its workers are one session
 RUN_KEY = pytest.StashKey[str]()
+SESSION_KEY = pytest.StashKey[str]()
 WRITER_KEY = pytest.StashKey["RecordWriter"]()
+
+
 def _worker(config: pytest.Config) -> str | None:
     return getattr(config, "workerinput", {}).get("workerid")  # "gw3" under pytest-xdist
 
@@ -26,6 +30,13 @@ def start_run(config: pytest.Config) -> str:
     return config.stash[RUN_KEY]
 
 
+def session_id(config: pytest.Config) -> str:
+    """Who writes: an xdist worker is its controller's session, any other session is its own (CI shards too)."""
+    if SESSION_KEY not in config.stash:
+        config.stash[SESSION_KEY] = getattr(config, "workerinput", {}).get(SESSION_INPUT) or new_session_id()
+    return config.stash[SESSION_KEY]
+
+
 def _writer_name(config: pytest.Config) -> str:
     """`main`, or the xdist worker id; in a shard `shard2of4-main`, `shard2of4-gw0`: shards' files sit together."""
     shard = config.getoption("--mm-shard")
@@ -37,19 +48,45 @@ def hand_over_run_id(node) -> None:
     """From xdist's pytest_configure_node, on the controller: the worker writes under the controller's run id
     (through `workerinput`, so the process environment is left as it was)."""
     node.workerinput[RUN_INPUT] = start_run(node.config)
+    node.workerinput[SESSION_INPUT] = session_id(node.config)
+
+
+def option_path(config: pytest.Config, option: str) -> Path | None:
+    """A path option's value, absolute: relative to where pytest was invoked (`anchored`), whatever pytest's
+    rootdir and however the option was written (`--opt x`, `--opt=x`, `~`)."""
+    value = config.getoption(option)
+    return None if value is None else anchored(value, config.invocation_params.dir)
 
 
 def records_path(config: pytest.Config) -> Path:
-    """`--mm-records` (relative to the rootdir): the merged file users read."""
-    path = Path(config.getoption("--mm-records"))
-    return path if path.is_absolute() else Path(config.rootpath) / path
+    """`--mm-records`: the merged file users read (default reports/records.jsonl, under the invocation directory)."""
+    return option_path(config, "--mm-records")
+
+
+def check_outputs(config: pytest.Config, baselines: dict[str, str]) -> None:
+    """Before the first measurement: every folder the session will write (the records', the run's artifacts and,
+    with --mm-save-baseline, the `baselines` of the models to run, name -> folder) can be made and written; else
+    a usage error naming the folder and the fix (recorded, as a matrix error is)."""
+    folder = runs_dir(records_path(config)) / start_run(config)
+    outputs = [(f"--mm-records {config.getoption('--mm-records')!r}: the records folder", folder / "artifacts", (),
+                "pass --mm-records with a path in a writable folder")]
+    outputs += [(f"--mm-save-baseline: the baseline folder of model {model!r}", Path(target),
+                 ("outcomes.json", "fingerprint.safetensors"), "make it writable, or change the entry's `baseline` "
+                 "(relative to the matrix file)") for model, target in sorted(baselines.items())]
+    for what, where, files, fix in outputs:
+        why = unwritable(where, files)
+        if why:
+            error = f"mmtests: {what} {str(where)!r} cannot be written: {why}; {fix}. Nothing was measured."
+            if "records" not in what:
+                record_usage_error(config, error)
+            raise pytest.UsageError(error)
 
 
 def session_writer(config: pytest.Config, env: dict | None = None) -> RecordWriter:
     """This process's writer, made on first use (by the plan or by the session); `env` starts its records."""
     if WRITER_KEY not in config.stash:
-        config.stash[WRITER_KEY] = RecordWriter(records_path(config), run_id=start_run(config),
-                                                writer=_writer_name(config), shard=config.getoption("--mm-shard"))
+        config.stash[WRITER_KEY] = RecordWriter(records_path(config), run_id=start_run(config), writer=_writer_name(config),
+                                                shard=config.getoption("--mm-shard"), session=session_id(config))
     writer = config.stash[WRITER_KEY]
     if env is not None:
         writer.start(env)

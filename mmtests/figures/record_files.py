@@ -1,6 +1,10 @@
 """Where records live: `<FILE stem>.d/<run id>/<writer>.jsonl`, one file per session or xdist worker (`main`,
 `gw0`, ...) with `<writer>-samples.jsonl` beside it, and `FILE` itself, rewritten at the end of each session as
 the merged copy of the newest run that has figures. Writes are whole or not at all.
+
+Every path a user types (`--mm-config`, `--mm-records`, the report's `--records`, `--out`, `--history`, ...) and
+every default output location is resolved by `anchored`, against one anchor: the invocation directory, where the
+command was typed (never pytest's rootdir, which pytest guesses from the arguments).
 """
 
 from __future__ import annotations
@@ -12,6 +16,28 @@ from pathlib import Path
 
 RUN_ID = re.compile(r"[0-9A-Za-z_.-]+")  # run ids name folders: no slashes, no ".."
 SAMPLES = "-samples.jsonl"
+
+
+def anchored(path: str | Path, invocation_dir: str | Path | None = None) -> Path:
+    """`path` as an absolute path: `~` expanded, a relative path joined to the invocation directory (default: the
+    current directory, which a command line tool has not changed yet). The one rule for every path a user types."""
+    path = Path(path).expanduser()
+    return Path(os.path.abspath(Path(invocation_dir or os.getcwd()) / path))
+
+
+def unwritable(folder: Path, files: tuple[str, ...] = ()) -> str | None:
+    """Why `folder` (and the `files` in it that exist) cannot be made or written, or None when it can: checked
+    before the first measurement, so nothing measured is lost to a location that refuses it at the end."""
+    for part in (folder, *folder.parents):
+        if part.is_dir():
+            if not os.access(part, os.W_OK | os.X_OK):
+                return f"{part} is not writable" + (f" (the folder {folder} would be made in it)" if part != folder
+                                                    else "")
+            break
+        if part.exists() or part.is_symlink():
+            return f"{part} is a file, not a folder"
+    locked = [name for name in files if (folder / name).is_file() and not os.access(folder / name, os.W_OK)]
+    return f"{folder / locked[0]} is read-only" if locked else None
 
 
 def runs_dir(records: Path) -> Path:

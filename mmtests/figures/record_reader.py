@@ -26,6 +26,17 @@ class Run:
     headed: bool = False  # a run header (environment) line was read
     errors: list[str] = field(default_factory=list)  # `error` texts of the run and end lines (why a session stopped)
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (file:line, why) of figure lines skipped
+    apart: str | None = None  # the run id was written by sessions that are not one run: which, and which is shown
+    overlapping: list[Run] = field(default_factory=list)  # other runs of these records that ran at the same time
+    started: float | None = None  # the earliest run header's time
+    finished: float | None = None  # the latest end line's time
+
+    @property
+    def span(self) -> tuple[float, float] | None:
+        """When the run ran (an unfinished run until now and on); None when its start is unknown."""
+        if self.started is None:
+            return None
+        return self.started, self.finished if self.finished is not None and not self.unended else float("inf")
 
     @property
     def missing_shards(self) -> list[str]:
@@ -89,6 +100,8 @@ class Run:
             self.errors.append(error)
         if kind == "run":
             self.headed = True
+            if _is_time(record.get("started")):
+                self.started = min(self.started or record["started"], record["started"])
             schema = record.get("schema")
             if isinstance(schema, int) and schema > SCHEMA_VERSION:
                 return (f"a run header of records schema {schema}, newer than this mmtests reads ({SCHEMA_VERSION}): "
@@ -108,6 +121,8 @@ class Run:
             self.planned += ids
         elif kind == "end":
             self.ends.setdefault(str(writer), []).append(record)
+            if _is_time(record.get("finished")):
+                self.finished = max(self.finished or record["finished"], record["finished"])
             return None
         else:
             return f"unknown record kind {kind!r}"
@@ -127,6 +142,47 @@ class Run:
             return f"shard {shard!r} is not I/N"
         self.shards.setdefault(count, set()).add(index)
         return None
+
+
+def _is_time(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _session_of(lines: list) -> str | None:
+    """The session a writer file's (or a merged segment's) lines name; None for records of an older format."""
+    return next((r["session"] for _, r, _ in lines if isinstance(r, dict) and isinstance(r.get("session"), str)), None)
+
+
+def _apart(run_id: str, groups: dict) -> tuple[set, str | None]:
+    """Of the line groups (one writer file, or one writer's segment of a merged copy, each of one session) of one
+    run: those to read as the run, and why others were left out. Several sessions are one run only as CI shards
+    (each its own shard) or as one session's xdist workers (one session id); otherwise they are kept apart: the
+    newest session's figures are read, never paired with another's, and the others are named."""
+    sessions: dict = {}
+    for key, lines in groups.items():
+        records = [r for _, r, _ in lines if isinstance(r, dict)]
+        info = sessions.setdefault(_session_of(lines), {"keys": set(), "shards": set(), "figures": 0, "started": 0})
+        info["keys"].add(key)
+        info["shards"] |= {str(r["shard"]) for r in records if r.get("kind") in ("run", "plan") and "shard" in r}
+        info["figures"] += sum(r.get("kind") == "figure" for r in records)
+        info["started"] = max([info["started"], *(r["started"] for r in records if r.get("kind") == "run"
+                                                   and _is_time(r.get("started")))])
+    shards = [info["shards"] for info in sessions.values()]
+    if len(sessions) < 2 or (all(len(s) == 1 for s in shards) and len(set().union(*shards)) == len(shards)):
+        return set(groups), None
+    order = sorted(sessions, key=lambda s: (sessions[s]["figures"] > 0, sessions[s]["started"], str(s)))
+    shown = order[-1]
+
+    def named(s) -> str:
+        info = sessions[s]
+        return f"{s or 'no session id'} ({', '.join(sorted(map(str, info['keys'])))}: {info['figures']} figures)"
+
+    why = (f"run {run_id} was written by {len(sessions)} pytest sessions that are neither shards of one CI run nor "
+           f"xdist workers of one session: {', '.join(named(s) for s in order)}. Two sessions wrote with the same "
+           f"--mm-run-id, or into the same records folder; their figures are kept apart: this report shows session "
+           f"{shown or 'no session id'} only. Give each session its own --mm-records, or its own --mm-run-id "
+           "(shards of one CI run: also its own --mm-shard I/N)")
+    return sessions[shown]["keys"], why
 
 
 def _one_line(text) -> str | None:
@@ -189,12 +245,17 @@ def _skip(where: str, record: dict | None, problem: str, problems: list[str], un
 
 
 def read_folder(folder: Path) -> Run:
-    """One run, every writer's file merged; a writer file without an end line means that writer never finished."""
-    run = Run(folder.name, sources=writer_files(folder), samples=sample_files(folder))
+    """One run, every writer's file merged (those of one session, or shards of one run: see `_apart`); a writer file
+    without an end line means that writer never finished."""
+    problems: list[str] = []
+    files = {path: list(_lines(path, problems)) for path in writer_files(folder)}
+    keep, apart = _apart(folder.name, {path.stem: lines for path, lines in files.items()})
+    samples = [p for p in sample_files(folder) if p.name.removesuffix(SAMPLES) in keep]
+    run = Run(folder.name, sources=[p for p in files if p.stem in keep], samples=samples, problems=problems, apart=apart)
     for path in run.sources:
         writer = path.stem
         run.ends.setdefault(writer, [])
-        for where, record, problem in _lines(path, run.problems):
+        for where, record, problem in files[path]:
             problem = problem or run.add(record, writer)
             if problem:
                 _skip(where, record, problem, run.problems, run.unreadable)
@@ -206,16 +267,23 @@ def read_file(path: Path) -> list[Run]:
     runs: dict[str, Run] = {}
     problems: list[str] = []
     unreadable: list[tuple[str, str]] = []  # figure lines of no run for sure (their run_id is not one)
-    current = "unknown"
+    segments: dict[str, dict[int, list]] = {}  # run id -> one group of lines per writer segment (one session each)
+    current, segment, session = "unknown", 0, None
     for where, record, problem in _lines(path, problems):
         if problem:
             _skip(where, record, problem, problems, unreadable)
             continue
-        current = record.get("run_id") or current
-        run = runs.setdefault(current, Run(current, sources=[path]))
-        problem = run.add(record, None)
-        if problem:
-            _skip(where, record, problem, problems, run.unreadable)
+        if record.get("run_id") not in (None, current) or record.get("session", session) != session:
+            segment += 1  # a merged copy holds each writer's file whole, one after the other
+        current, session = record.get("run_id") or current, record.get("session", session)
+        segments.setdefault(current, {}).setdefault(segment, []).append((where, record, None))
+    for run_id, groups in segments.items():
+        keep, apart = _apart(run_id, groups)
+        run = runs[run_id] = Run(run_id, sources=[path], apart=apart)
+        for where, record, _ in (line for key in sorted(keep) for line in groups[key]):
+            problem = run.add(record, None)
+            if problem:
+                _skip(where, record, problem, problems, run.unreadable)
     if not runs:
         runs["unknown"] = Run(sources=[path])
         if not problems:
@@ -229,23 +297,33 @@ def read_file(path: Path) -> list[Run]:
     return list(runs.values())
 
 
-def read_run(records: str | Path) -> Run:
-    """The newest run with figures among `<stem>.d/` (every writer merged) and FILE itself; later runs that have
-    none (crashed before their first figure, or measured nothing) are kept in `newer`, to be named."""
+def read_run(records: str | Path, run_id: str | None = None) -> Run:
+    """The newest run with figures (or the run `run_id`) among `<stem>.d/` (every writer merged) and FILE itself;
+    later runs that have none (crashed before their first figure, or measured nothing) are kept in `newer`, to be
+    named, and runs of other sessions that ran at the same time in `overlapping`."""
     records = Path(records)
     runs = {r.run_id: r for r in map(read_folder, run_folders(records))}
     if records.is_file():
         for run in read_file(records):
             runs.setdefault(run.run_id, run)  # the folder, when there is one, is the original
+    if run_id is not None and run_id not in runs:
+        return Run(run_id, problems=[f"{records}: no run {run_id} there, nor in {runs_dir(records)} (runs: "
+                                     f"{', '.join(sorted(runs)) or 'none'})"])
     if not runs:
         return Run(problems=[f"{records}: no records there, nor in {runs_dir(records)}"])
     ordered = sorted(runs.values(), key=lambda r: r.run_id)
-    shown = next((r for r in reversed(ordered) if _has_figures(r)), ordered[-1])
+    shown = runs[run_id] if run_id else next((r for r in reversed(ordered) if _has_figures(r)), ordered[-1])
     shown.newer = [r for r in ordered if r.run_id > shown.run_id and r.run_id != "unknown"]
+    shown.overlapping = [r for r in ordered if r is not shown and r not in shown.newer and _has_figures(r)
+                         and _overlap(r.span, shown.span)]
     if not shown.headed and (shown.figures or shown.unreadable or shown.planned or shown.ends):
         shown.problems.append("no run header (environment) line: the device, package versions and git sha of this "
                               "run are unknown (a records file cut at its start, or written by hand?)")
     return shown
+
+
+def _overlap(one: tuple | None, two: tuple | None) -> bool:
+    return one is not None and two is not None and one[0] < two[1] and two[0] < one[1]
 
 
 def _has_figures(run: Run) -> bool:

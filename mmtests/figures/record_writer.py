@@ -8,17 +8,22 @@ as the merged run (`publish`).
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 import platform
+import re
+import secrets
 import shutil
+import socket
 import subprocess
 import time
 from importlib import metadata
 from pathlib import Path
 
 from ..errors import RecordsUnwritable
-from .record_files import atomic_write, merged, run_folders, runs_dir, sample_files, writer_files
+from .record_files import atomic_write, merged, run_folders, runs_dir
 from .record_reader import read_folder
 from .record_schema import BOUND_FIELDS, SCHEMA_VERSION
 
@@ -66,20 +71,54 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
 
 
+def new_session_id() -> str:
+    """Who wrote a file: host, process and a random part. xdist workers carry their controller's; two sessions that
+    share a records path or a run id never share one, so a reader can keep them apart."""
+    host = re.sub(r"[^0-9A-Za-z_.-]", "_", socket.gethostname())[:32].strip(".") or "host"
+    return f"{host}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+@functools.cache
+def _process_session(pid: int) -> str:
+    """The session of writers made without one: one per process (a forked child gets its own)."""
+    return new_session_id()
+
+
+@contextlib.contextmanager
+def _publishing(records: Path):
+    """One publish at a time per records path (POSIX lock; elsewhere none): the last session to end rewrites FILE
+    from what every session wrote before it, never from a stale read."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with records.with_name(f".{records.name}.lock").open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
 def publish(records: Path, keep: int = KEEP_RUNS) -> Path | None:
     """Rewrite FILE and its samples file, atomically, as the merged records of the newest run that has figures;
     then drop old run folders. A run without figures changes nothing: the previous records stay where they were."""
+    if not runs_dir(records).is_dir():
+        return None
+    with _publishing(records):
+        return _publish(records, keep)
+
+
+def _publish(records: Path, keep: int) -> Path | None:
     folders = run_folders(records)
-    newest = next((f for f in reversed(folders) if read_folder(f).figures), None)
+    newest = next((run for run in map(read_folder, reversed(folders)) if run.figures), None)
     if newest is None:
         return None
-    atomic_write(records, merged(writer_files(newest)))
+    atomic_write(records, merged(newest.sources))  # of a run written by mixed sessions, the one the report shows
     samples = records.with_name(f"{records.stem}-samples.jsonl")
-    if sample_files(newest):
-        atomic_write(samples, merged(sample_files(newest)))
+    if newest.samples:
+        atomic_write(samples, merged(newest.samples))
     else:
         samples.unlink(missing_ok=True)  # an older run's samples beside this run's records would mislead
-    _prune([f for f in folders[:-keep] if f.name < newest.name])
+    _prune([f for f in folders[:-keep] if f.name < newest.run_id])
     return records
 
 
@@ -103,15 +142,17 @@ class RecordWriter:
     """One session's (or one xdist worker's) records, a JSON line each, flushed as written; `close()` ends them."""
 
     def __init__(self, path: str | Path, env: dict | None = None, *, run_id: str | None = None, writer: str = "main",
-                 shard: str | None = None):
+                 shard: str | None = None, session: str | None = None):
         self.records = Path(path)  # FILE: rewritten as the merged run on close()
         self.run_id = run_id or new_run_id()
-        self.writer = writer
+        self.writer = writer  # the file's name, made unique in the run folder when its first line is written
+        self.session = session or _process_session(os.getpid())  # the plugin passes one per pytest session
         self.shard = shard  # "I/N" when the session is one shard of a run spread over CI jobs
         self.folder = runs_dir(self.records) / self.run_id
         self.path = self.folder / f"{writer}.jsonl"
         self.samples_path = self.folder / f"{writer}-samples.jsonl"
         self._file = self._samples = None
+        self._claimed = False
         self.planned: set[str] = set()
         self.measured: set[str] = set()  # node ids (or test ids) with a figure
         self.figures = 0
@@ -125,12 +166,31 @@ class RecordWriter:
                 if kind == "figure" else "")
         self._append("_file", self.path, {"kind": kind, "run_id": self.run_id, **record}, lost)
 
+    def _claim(self) -> None:
+        """Create this writer's file, a name no other session holds in the run folder (`main`, else `main-<session>`):
+        two sessions on one run id each keep their own file, and their run lines say which session wrote them."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for name in (self.writer, f"{self.writer}-{self.session}"):
+            try:
+                os.close(os.open(self.folder / f"{name}.jsonl", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            except FileExistsError:
+                continue
+            self.writer, self.path = name, self.folder / f"{name}.jsonl"
+            self.samples_path = self.folder / f"{name}-samples.jsonl"
+            self._claimed = True
+            return
+        raise FileExistsError(f"{self.path} already exists")
+
     def _append(self, handle: str, path: Path, record: dict, lost: str = "") -> None:
         """One JSON line, flushed; the file opened on its first line (a session that records nothing leaves none).
         A file that stops taking lines is a RecordsUnwritable naming it, what was lost and the fix."""
         try:
+            if not self._claimed:
+                self._claim()
+                path = self.path if handle == "_file" else self.samples_path
+                if "writer" in record:
+                    record["writer"] = self.writer
             if getattr(self, handle) is None:
-                self.folder.mkdir(parents=True, exist_ok=True)
                 setattr(self, handle, path.open("a", encoding="utf-8"))
             f = getattr(self, handle)
             f.write(json.dumps(record) + "\n")
@@ -145,14 +205,15 @@ class RecordWriter:
         """The run header: the environment, once."""
         if not self.started:
             self.started = True
-            self._write({"kind": "run", "writer": self.writer, "schema": SCHEMA_VERSION, "started": time.time(),
+            self._write({"kind": "run", "writer": self.writer, "session": self.session, "schema": SCHEMA_VERSION,
+                         "started": time.time(),
                          "environment": env,
                          **({"shard": self.shard} if self.shard else {})})
 
     def plan(self, test_ids: list[str]) -> None:
         """The checks this session collected (node ids): the report names those left without a figure."""
         self.planned.update(test_ids)
-        self._write({"kind": "plan", "writer": self.writer, "test_ids": list(test_ids),
+        self._write({"kind": "plan", "writer": self.writer, "session": self.session, "test_ids": list(test_ids),
                      **({"shard": self.shard} if self.shard else {})})
 
     def figure(self, *, suite: str, test_id: str, metric: str, value: float | None, outcome: str = "measured",
@@ -193,7 +254,8 @@ class RecordWriter:
         if (self.ended and exitstatus not in (INTERRUPTED, 3, 4)) or not self.written:
             return
         self.ended = True
-        self._write({"kind": "end", "writer": self.writer, "finished": time.time(), "planned": len(self.planned),
+        self._write({"kind": "end", "writer": self.writer, "session": self.session, "finished": time.time(),
+                     "planned": len(self.planned),
                      "measured": len(self.measured), "figures": self.figures,
                      **({} if exitstatus is None else {"exitstatus": int(exitstatus)}),
                      **({"error": error} if error else {}),

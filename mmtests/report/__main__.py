@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
-from ..figures.record_files import atomic_write, merged, run_folders
+from ..figures.record_files import anchored, atomic_write, merged, run_folders
 from ..figures.record_reader import Run, benchmark_sweeps, read_run
 from . import llava, markdown
 from .history import DEFAULT_THRESHOLDS, Thresholds, append, compare_with_previous, snapshot
@@ -36,6 +36,8 @@ class Built(NamedTuple):
     unreadable: tuple[str, ...] = ()  # "file:line: why" of figure lines skipped: their outcomes are unknown
     measured_nothing: tuple[str, ...] = ()  # sessions (the newest, or the run shown) that recorded no figure and
     # did not end cleanly (exit status 1-5): why, one line each
+    apart: str | None = None  # the run id was written by sessions that are not one run: one session shown
+    overlapping: tuple[str, ...] = ()  # run ids of other sessions on these records that ran at the same time
 
 
 def _read_json(path: Path | None, problems: list[str], consequence: str) -> dict | None:
@@ -63,11 +65,11 @@ def _safe(run: Run, name: str, render, *args, default=""):
 
 
 def build(records: Path, out: Path, benchmarks: Path | None = None, history: Path | None = None,
-          thresholds: Thresholds = DEFAULT_THRESHOLDS, faults: Path | None = None) -> Built:
+          thresholds: Thresholds = DEFAULT_THRESHOLDS, faults: Path | None = None, run_id: str | None = None) -> Built:
     """Write the report and add the run to the history (default `<out>/history`) if it finished.
 
     The run's folder is made aside and renamed into place: an error leaves no partial folder behind."""
-    run = read_run(records)
+    run = read_run(records, run_id)
     bench = _read_json(benchmarks, run.problems, "benchmark section left empty")
     detection = _read_json(faults, run.problems, "detection-power section left out")
     history = history or out / "history"
@@ -100,7 +102,8 @@ def build(records: Path, out: Path, benchmarks: Path | None = None, history: Pat
     incomplete = any(r.complete is False and r.run_id not in nothing for r in (run, *run.newer))
     return Built(out / run.run_id / "report.md", any(f["outcome"] == "fail" for f in run.figures),
                  len(comparison.regressions), incomplete, latest,
-                 tuple(f"{where}: {why}" for where, why in run.unreadable), tuple(nothing.values()))
+                 tuple(f"{where}: {why}" for where, why in run.unreadable), tuple(nothing.values()), run.apart,
+                 tuple(r.run_id for r in run.overlapping))
 
 
 def _measured_nothing(shown: Run, run: Run) -> str:
@@ -213,14 +216,19 @@ def _empty(path: Path) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--records", type=Path, default=Path("reports/records.jsonl"))
-    ap.add_argument("--out", type=Path, default=Path("reports"))
-    ap.add_argument("--benchmarks", type=Path, default=None, help="pytest-benchmark JSON to tabulate")
-    ap.add_argument("--faults", type=Path, default=None, help="results of `python -m mmtests.faults` (JSON) to show")
+    ap.add_argument("--records", type=anchored, default="reports/records.jsonl",
+                    help="the records pytest wrote (--mm-records); relative paths here are relative to the current "
+                         "directory, as pytest's are to the directory it was run from")
+    ap.add_argument("--out", type=anchored, default="reports")
+    ap.add_argument("--run", default=None, metavar="RUN_ID", help="report this run of the records (default: the newest "
+                    "with figures), e.g. one that ran at the same time as the newest")
+    ap.add_argument("--benchmarks", type=anchored, default=None, help="pytest-benchmark JSON to tabulate")
+    ap.add_argument("--faults", type=anchored, default=None, help="results of `python -m mmtests.faults` (JSON) to show")
     ap.add_argument("--fail-on-failure", action="store_true",
                     help="exit 1 when any asserted figure failed, the run did not finish, a figure line could not "
-                         "be read, or the newest session recorded nothing (a usage error, no checks selected, ...)")
-    ap.add_argument("--history", type=Path, default=None,
+                         "be read, the newest session recorded nothing (a usage error, no checks selected, ...), or "
+                         "sessions that are not one run wrote under its run id")
+    ap.add_argument("--history", type=anchored, default=None,
                     help="folder of one JSON per run; this run is added and compared with the previous (default: <out>/history)")
     ap.add_argument("--max-throughput-drop", type=float, default=DEFAULT_THRESHOLDS.max_throughput_drop, metavar="FRACTION",
                     help="flag a benchmark whose items/s fell by more than this fraction since the previous run (default 0.05)")
@@ -231,27 +239,35 @@ def main(argv: list[str] | None = None) -> int:
     if not run_folders(args.records):
         if not args.records.is_file():
             print(f"mmtests.report: records file {args.records} does not exist; run pytest first "
-                  f"(it writes records to --mm-records, default reports/records.jsonl)", file=sys.stderr)
+                  f"(it writes records to --mm-records, default reports/records.jsonl, relative to the directory "
+                  "pytest is run from)", file=sys.stderr)
             return 2
         if _empty(args.records):
             print(f"mmtests.report: records file {args.records} is empty: nothing was recorded (did the session run "
                   "any mmtests check?); run pytest first, with the checks selected", file=sys.stderr)
             return 2
     built = build(args.records, args.out, args.benchmarks, args.history,
-                  Thresholds(args.max_throughput_drop, args.max_accuracy_drop), args.faults)
+                  Thresholds(args.max_throughput_drop, args.max_accuracy_drop), args.faults, args.run)
     latest = "" if built.latest else " (latest.md shows a newer run and was left as it was)"
     print(f"report written to {built.report}" + (f" and {args.out / 'latest.md'}" if built.latest else latest))
     if built.incomplete:
         print("mmtests.report: the run did not finish (killed, crashed or interrupted; see the report)", file=sys.stderr)
     for why in built.measured_nothing:
         print(f"mmtests.report: {why}", file=sys.stderr)
+    if built.apart:
+        print(f"mmtests.report: {built.apart}", file=sys.stderr)
+    if built.overlapping:
+        print(f"mmtests.report: other sessions wrote to these records while this run ran: run(s) "
+              f"{', '.join(built.overlapping)}, not in this report (see its first lines); report one with --run ID",
+              file=sys.stderr)
     if built.unreadable:
         count = len(built.unreadable)
         lines = "figure line could not be read" if count == 1 else "figure lines could not be read"
         more = f"; and {count - 1} more" if count > 1 else ""
         print(f"mmtests.report: {count} {lines} ({built.unreadable[0]}{more}); the run cannot be judged "
               "(see Problems in the report)", file=sys.stderr)
-    if (built.failed or built.incomplete or built.measured_nothing or built.unreadable) and args.fail_on_failure:
+    if (built.failed or built.incomplete or built.measured_nothing or built.unreadable or built.apart) \
+            and args.fail_on_failure:
         return 1
     if built.regressions and args.compare_fail:
         print(f"mmtests.report: {built.regressions} figures regressed since the previous run (see the report)", file=sys.stderr)

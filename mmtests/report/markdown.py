@@ -73,6 +73,14 @@ def _unfinished(run: Run) -> str:
 def run_status(run: Run) -> str:
     """Which run this is, whether it finished, and the planned checks it left without a figure."""
     parts = [_newer(run, later) for later in run.newer]
+    if run.apart:
+        parts.append(f"**Sessions kept apart**: {run.apart}.")
+    for other in run.overlapping:
+        parts.append(f"**Another session wrote to these records at the same time**: run {other.run_id} "
+                     f"({len(other.figures)} figures) ran while this run {run.run_id} did; its figures are not in this "
+                     f"report, nor in the merged records file or this run's history entry. Report it with "
+                     f"`python -m mmtests.report --run {other.run_id}`; give sessions that run at once their own "
+                     "--mm-records.")
     if run.unreadable:
         parts.append(_unreadable(run))
     planned, missing = len(dict.fromkeys(run.planned)), run.unmeasured()
