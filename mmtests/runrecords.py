@@ -68,8 +68,8 @@ def check_outputs(config: pytest.Config, baselines: dict[str, str]) -> None:
     with --mm-save-baseline, the `baselines` of the models to run, name -> folder) can be made and written; else
     a usage error naming the folder and the fix (recorded, as a matrix error is)."""
     folder = runs_dir(records_path(config)) / start_run(config)
-    outputs = [(f"--mm-records {config.getoption('--mm-records')!r}: the records folder", folder / "artifacts", (),
-                "pass --mm-records with a path in a writable folder")]
+    outputs = [(f"records file {str(records_path(config))!r}: its folder", folder / "artifacts", (),
+                "pass --mm-records with another location")]
     outputs += [(f"--mm-save-baseline: the baseline folder of model {model!r}", Path(target),
                  ("outcomes.json", "fingerprint.safetensors"), "make it writable, or change the entry's `baseline` "
                  "(relative to the matrix file)") for model, target in sorted(baselines.items())]

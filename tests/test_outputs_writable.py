@@ -65,8 +65,8 @@ def test_an_unwritable_records_location_is_a_usage_error_naming_it(pytester, tmp
     config = pytester.parseconfig(f"--mm-records={folder / 'records.jsonl'}")
     with pytest.raises(pytest.UsageError) as err:
         check_outputs(config, {})
-    assert f"--mm-records '{folder / 'records.jsonl'}': the records folder" in str(err.value) and why in str(err.value)
-    assert "pass --mm-records with a path in a writable folder" in str(err.value)
+    assert f"records file '{folder / 'records.jsonl'}': its folder" in str(err.value) and why in str(err.value)
+    assert "cannot be written" in str(err.value) and "pass --mm-records with another location" in str(err.value)
 
 
 def test_a_read_only_baseline_file_is_named(pytester, tmp_path, restore):
