@@ -5,9 +5,12 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mmtests.config import ConfigError, load_matrix
 from mmtests.config.schema import ARRAY_SECTIONS, SETTINGS_SECTIONS, TABLE_SECTIONS, keys
@@ -142,3 +145,59 @@ def test_reading_a_matrix_imports_no_heavy_library(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(root), os.environ.get("PYTHONPATH"))))}
     done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, env=env, check=True)
     assert done.stdout.strip() == "[]"
+
+
+class ClassName:
+    """The class name as a template receives it: refuses a format spec and a conversion (!r, !s, !a)."""
+
+    def __format__(self, spec: str) -> str:
+        if spec:
+            raise ValueError("format spec")
+        return "Q"
+
+    def __str__(self) -> str:
+        raise ValueError("conversion")
+
+    __repr__ = __str__
+
+
+def filled(template: str) -> str | None:
+    """The prompt str.format makes of a template with one class name, as '{}' or as '{c}': None unless exactly one
+    of the two works and puts the name in once."""
+    prompts = []
+    for args, kwargs in (((ClassName(),), {}), ((), {"c": ClassName()})):
+        try:
+            prompts.append(template.format(*args, **kwargs))
+        except (ValueError, IndexError, KeyError, AttributeError, TypeError):
+            pass
+    return prompts[0] if len(prompts) == 1 and prompts[0].count("Q") == 1 else None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["{", "}", "{}", "{c}", "{{", "}}", "c", "a ", "!r", ":>", "x", ".", "[0]", "{big}"]),
+                max_size=6).map("".join))
+def test_a_template_is_read_as_str_format_reads_it_or_named(text):
+    """Exactly one '{}' or '{c}', no format spec or conversion, literal braces doubled: loaded, and it makes the
+    prompt str.format makes; anything else ('{big}', a stray brace, two fields) is a ConfigError naming it."""
+    matrix = json.loads(json.dumps(BASE))
+    matrix["prompt_sets"]["p"]["templates"] = [text]
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "m.toml"
+        path.write_text(matrix_text(matrix))
+        try:
+            loaded = load_matrix(path)
+        except ConfigError as err:
+            assert filled(text) is None, str(err)
+            assert any(line.strip().startswith(f"[prompt_sets.p]: template {text!r} ") for line in str(err).splitlines())
+            return
+    assert filled(text) is not None, text
+    assert loaded.prompt_sets["p"].templates[0].format(ClassName()) == filled(text)
+
+
+@pytest.mark.parametrize(("template", "prompt"), [("a {{}} {}.", "a {} Q."), ("{{c}} {c}", "{c} Q")])
+def test_literal_braces_are_kept(tmp_path, template, prompt):
+    matrix = json.loads(json.dumps(BASE))
+    matrix["prompt_sets"]["p"]["templates"] = [template]
+    path = tmp_path / "m.toml"
+    path.write_text(matrix_text(matrix))
+    assert load_matrix(path).prompt_sets["p"].templates[0].format("Q") == prompt
