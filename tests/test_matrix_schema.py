@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mmtests.config import ConfigError, load_matrix
+from mmtests.config import BACKENDS, DTYPES, ConfigError, load_matrix
 from mmtests.config.schema import ARRAY_SECTIONS, SETTINGS_SECTIONS, TABLE_SECTIONS, keys
 from mmtests.config.tables import ImageSizes
 from mmtests.config.values import Choice, Counts
@@ -201,3 +201,42 @@ def test_literal_braces_are_kept(tmp_path, template, prompt):
     path = tmp_path / "m.toml"
     path.write_text(matrix_text(matrix))
     assert load_matrix(path).prompt_sets["p"].templates[0].format("Q") == prompt
+
+
+PRECISIONS = [(dtype, quantize) for dtype in (None, *DTYPES) for quantize in (None, "dynamic-int8")]
+ONE_BACKEND_KEYS = {"pretrained": ("openai", "open_clip"), "padding_side": ("left", "llava"),
+                    "generation": ({"do_sample": False}, "llava")}
+
+
+@pytest.mark.parametrize("extra", [None, *ONE_BACKEND_KEYS])
+@pytest.mark.parametrize(("dtype", "quantize"), PRECISIONS)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_dtype_quantize_and_backend_keys_load_only_as_the_adapters_run_them(tmp_path, backend, dtype, quantize, extra):
+    """Every (backend, dtype, quantize, backend-only key): loaded, or one problem per wrong combination, named."""
+    entry = {"backend": backend, "model": "some/model", **({"dtype": dtype} if dtype else {}),
+             **({"quantize": quantize} if quantize else {})}
+    if extra:
+        entry[extra] = ONE_BACKEND_KEYS[extra][0]
+    path = tmp_path / "m.toml"
+    path.write_text(matrix_text({"models": {"m": entry}}))
+    wrong = [f"[models.m]: dtype = {dtype!r} with quantize" for _ in [1] if quantize and dtype not in (None, "float32")]
+    wrong += [f"[models.m]: {extra} applies to backend" for _ in [1] if extra and ONE_BACKEND_KEYS[extra][1] != backend]
+    if not wrong:
+        assert load_matrix(path).models["m"].quantize == quantize
+        return
+    with pytest.raises(ConfigError) as err:
+        load_matrix(path)
+    problems = [line.strip() for line in str(err.value).splitlines()[1:]]
+    assert len(problems) == len(wrong) and all(p.startswith(w) for p, w in zip(problems, wrong, strict=True)), problems
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+@pytest.mark.parametrize("quantize", [None, "dynamic-int8"])
+def test_a_quantized_entry_on_cuda_names_mm_device_cpu(device, quantize):
+    from mmtests.config import ModelSpec
+    from mmtests.config.rules import on_device
+
+    problems = on_device({"m": ModelSpec("m", "llava", "some/llava", quantize=quantize)}, device)
+    assert problems == ([] if device == "cpu" or not quantize else [
+        "[models.m]: quantize = 'dynamic-int8' runs on a CPU only (torch.ao dynamic quantization) and this run's device "
+        "is cuda; pass --mm-device cpu, or leave the entry out (--mm-model)"])

@@ -6,6 +6,7 @@ from contextlib import contextmanager
 from types import SimpleNamespace
 
 import pytest
+import torch  # imported once here: pytester takes out of sys.modules what a test that uses it imports
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -113,8 +114,6 @@ def test_a_wrong_option_stops_pytest_with_one_line(pytester, args, message):
 
 
 def test_cuda_asked_for_where_there_is_none_names_mm_device_cpu(pytester):
-    import torch
-
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA device")
     pytester.makepyfile("def test_nothing(): pass")
@@ -123,3 +122,17 @@ def test_cuda_asked_for_where_there_is_none_names_mm_device_cpu(pytester):
     lines = [line for line in result.stderr.lines if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("ERROR: mmtests: --mm-device cuda: no CUDA device is visible here")
     assert lines[0].endswith("pass --mm-device cpu (or auto: CUDA when there is one)")
+
+
+
+def test_a_quantized_entry_where_auto_picks_cuda_is_one_matrix_error_naming_mm_device_cpu(pytester, monkeypatch):
+    from mmtests.mmsession import session_matrix
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a CUDA machine, as --mm-device auto sees it
+    matrix = pytester.makefile(".toml", m='[models.q]\nbackend = "hf_clip"\nmodel = "some/clip"\nquantize = "dynamic-int8"\n')
+    config = pytester.parseconfig(f"--mm-config={matrix}", f"--mm-records={pytester.path / 'r' / 'records.jsonl'}")
+    with pytest.raises(pytest.UsageError) as err:
+        session_matrix(config)
+    assert str(err.value) == (
+        "mmtests matrix error:\n[models.q]: quantize = 'dynamic-int8' runs on a CPU only (torch.ao dynamic "
+        "quantization) and this run's device is cuda; pass --mm-device cpu, or leave the entry out (--mm-model)")
