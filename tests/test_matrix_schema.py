@@ -240,3 +240,88 @@ def test_a_quantized_entry_on_cuda_names_mm_device_cpu(device, quantize):
     assert problems == ([] if device == "cpu" or not quantize else [
         "[models.m]: quantize = 'dynamic-int8' runs on a CPU only (torch.ao dynamic quantization) and this run's device "
         "is cuda; pass --mm-device cpu, or leave the entry out (--mm-model)"])
+
+
+def quoted(text: str) -> str:
+    """A TOML basic string: JSON's escapes, and DEL escaped as TOML wants."""
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
+def inline(value) -> str:
+    """Any TOML value written inline (tables and arrays of tables too), keys quoted."""
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{quoted(k)} = {inline(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(map(inline, value)) + "]"
+    if isinstance(value, str):
+        return quoted(value)
+    return repr(value) if isinstance(value, float) else toml(value)  # nan, inf and -inf are TOML's spelling too
+
+
+SCALARS = st.one_of(st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True), st.text(max_size=12),
+                    st.sampled_from(["{}", "{c}", "{big}", "{", "open_clip:NOPE", "shapes", "llava", "dynamic-int8",
+                                     "bfloat16", "auto", "local-dir:", "test", "tiny-clip", "shapes-qa"]))
+VALUES_ANY = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                          st.dictionaries(st.text(max_size=6), inner, max_size=3)),
+                          max_leaves=6)
+
+
+def mutate(data, document: dict) -> None:
+    """One change to a matrix as a user makes it: a value of another type or range, a key removed, renamed or
+    added, a whole section replaced or removed, an entry dropped or duplicated."""
+    section = data.draw(st.sampled_from(sorted(document)))
+    value = document[section]
+    entries = list(value.items()) if isinstance(value, dict) else list(enumerate(value)) if isinstance(value, list) else []
+    how = data.draw(st.sampled_from(["value", "drop key", "rename key", "add key", "section", "drop section",
+                                     "drop entry", "duplicate entry"]))
+    if how == "section" or not entries:
+        document[section] = data.draw(VALUES_ANY)
+    elif how == "drop section":
+        del document[section]
+    else:
+        name, entry = data.draw(st.sampled_from(entries))
+        if how == "drop entry":
+            del value[name]
+        elif how == "duplicate entry":
+            if isinstance(value, list):
+                value.append(json.loads(json.dumps(entry)))
+            else:
+                value[f"{name}-copy"] = json.loads(json.dumps(entry))
+        elif not isinstance(entry, dict) or not entry:
+            value[name] = data.draw(VALUES_ANY)
+        else:
+            key = data.draw(st.sampled_from(sorted(entry)))
+            if how == "value":
+                entry[key] = data.draw(VALUES_ANY)
+            elif how == "drop key":
+                del entry[key]
+            elif how == "rename key":
+                entry[data.draw(st.text(min_size=1, max_size=8))] = entry.pop(key)
+            else:
+                entry[data.draw(st.sampled_from([*{k for t in TABLE_SECTIONS.values() for k in keys(t)}, "x"]))] = \
+                    data.draw(VALUES_ANY)
+
+
+@settings(max_examples=250, deadline=None)
+@given(st.data())
+def test_any_change_to_the_default_matrix_loads_or_is_one_config_error(data):
+    """The packaged default, changed one to three times: a Matrix, or a ConfigError listing the problems; never
+    another exception."""
+    import tomllib
+
+    from mmtests.config import DEFAULT_CONFIG, Matrix
+
+    document = tomllib.loads(DEFAULT_CONFIG.read_text(encoding="utf-8"))
+    for _ in range(data.draw(st.integers(1, 3))):
+        if document:
+            mutate(data, document)
+    text = "\n".join(f"{quoted(k)} = {inline(v)}" for k, v in document.items())
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "m.toml"
+        path.write_text(text, encoding="utf-8")
+        try:
+            loaded = load_matrix(path)
+        except ConfigError as err:
+            assert str(err).startswith(f"{path}:") and len(str(err).splitlines()) > 1, str(err)
+            return
+    assert isinstance(loaded, Matrix)
