@@ -26,10 +26,16 @@ def session_matrix(config: pytest.Config) -> Matrix:
     session that runs none of mmtests' checks never reads the packaged default."""
     if MATRIX_KEY not in config.stash:
         from .config import ConfigError, load_matrix
+        from .config.rules import on_device
 
         try:
             matrix = load_matrix(option_path(config, "--mm-config"))
-            config.stash[MATRIX_KEY] = matrix.narrowed(config.getoption("--mm-model"), config.getoption("--mm-dataset"))
+            matrix = matrix.narrowed(config.getoption("--mm-model"), config.getoption("--mm-dataset"))
+            if config.getoption("--mm-device") != "cpu" and any(m.quantize for m in matrix.models.values()):
+                problems = on_device(matrix.models, session_device(config).type)  # torch only for such entries
+                if problems:
+                    raise ConfigError("\n".join(problems))
+            config.stash[MATRIX_KEY] = matrix
         except ConfigError as err:
             record_usage_error(config, f"matrix error: {err}")
             raise pytest.UsageError(f"mmtests matrix error:\n{err}") from None

@@ -14,8 +14,8 @@ import pytest
 
 from .errors import RecordsUnwritable
 from .figures.check import MEASURED
-from .figures.record_files import RUN_ID
 from .mmsession import OUTCOME, MMSession, session_matrix
+from .options import check_options, shard_numbers
 from .runrecords import check_outputs, finish_run, hand_over_run_id, write_plan
 
 if TYPE_CHECKING:  # the matrix is read on first use, not when pytest loads the plugin
@@ -45,11 +45,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="JSON-lines file of the latest run's figures, rewritten at the end of each session; each session "
                          "writes its own files under <FILE stem>.d/ as it goes (relative: to the directory pytest is "
                          "run from)")
-    group.addoption("--mm-device", default="auto", choices=("auto", "cpu", "cuda"),
+    group.addoption("--mm-device", default="auto", metavar="auto|cpu|cuda",
                     help="device for model suites (auto: cuda when available)")
     group.addoption("--mm-online", action="store_true",
                     help="allow downloads from model/dataset hubs (default: offline, missing entries are skipped)")
-    group.addoption("--mm-batch-size", type=int, default=None, metavar="N",
+    group.addoption("--mm-batch-size", default=None, metavar="N",
                     help="images per forward and questions per generate() batch (default: 64 / 32 on CPU, 256 / 64 on CUDA)")
     group.addoption("--mm-shard", default=None, metavar="I/N",
                     help="run shard I of N (1-based): each model's checks go to one shard (by a stable hash of its "
@@ -57,7 +57,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--mm-run-id", default=None, metavar="ID",
                     help="the run id of the records (default: a UTC timestamp); CI shards of one run pass the same "
                          "one, so that one report merges them: a sortable name, e.g. $(date -u +%%Y%%m%%dT%%H%%M%%SZ)")
-    group.addoption("--mm-gpus", type=int, default=None, metavar="N",
+    group.addoption("--mm-gpus", default=None, metavar="N",
                     help="with pytest-xdist: pin worker k to GPU k mod N (sets CUDA_VISIBLE_DEVICES per worker)")
     group.addoption("--mm-strict-images", action="store_true",
                     help="an image that cannot be decoded fails its dataset (default: left out, counted and named; "
@@ -71,6 +71,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    check_options(config)  # every option's value, before anything loads
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
     worker = getattr(config, "workerinput", {}).get("workerid")  # "gw3" under pytest-xdist
@@ -78,10 +79,6 @@ def pytest_configure(config: pytest.Config) -> None:
     if worker and gpus and "CUDA_VISIBLE_DEVICES" not in os.environ:
         # Set before anything imports torch in this worker: one device per worker, round robin.
         os.environ["CUDA_VISIBLE_DEVICES"] = str(int(worker.removeprefix("gw")) % gpus)
-    run_id = config.getoption("--mm-run-id")
-    if run_id is not None and not RUN_ID.fullmatch(run_id):
-        raise pytest.UsageError(f"--mm-run-id {run_id!r}: use letters, digits, '_', '.' and '-' only (it names a "
-                                "folder), e.g. 20261128T020000Z")
     config.pluginmanager.register(FiguresTable(config), "mmtests-figures-table")
     if any(config.getoption(option) for option in ("--mm-config", "--mm-model", "--mm-dataset")):
         session_matrix(config)  # a matrix the user names is checked before anything is collected
@@ -176,11 +173,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(pytest.mark.xdist_group(model))
     shard = config.getoption("--mm-shard")
     if shard:
-        try:
-            index, count = (int(x) for x in shard.split("/"))
-            assert 1 <= index <= count
-        except (ValueError, AssertionError):
-            raise pytest.UsageError(f"--mm-shard {shard!r}: expected I/N with 1 <= I <= N, e.g. 2/4") from None
+        index, count = shard_numbers(shard)  # checked by check_options
         keep = [item for item in items if shard_of(model_of(item), count) == index]
         config.hook.pytest_deselected(items=[item for item in items if item not in keep])
         items[:] = keep

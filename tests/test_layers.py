@@ -18,8 +18,8 @@ LAYERS = (
     ("adapters", ("mmtests.adapters",)),
     ("session caches", ("mmtests.session",)),
     ("performance", ("mmtests.bench",)),
-    ("entry points", ("mmtests.plugin", "mmtests.mmsession", "mmtests.runrecords", "mmtests.suites", "mmtests.report",
-                      "mmtests.nightly", "mmtests.faults")),
+    ("entry points", ("mmtests.plugin", "mmtests.options", "mmtests.mmsession", "mmtests.runrecords", "mmtests.suites",
+                      "mmtests.report", "mmtests.nightly", "mmtests.faults")),
 )
 
 

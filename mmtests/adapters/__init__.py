@@ -6,10 +6,12 @@ import torch
 
 from ..config import ModelSpec
 from .base import DualEncoder, ModelUnavailable, dynamic_int8
+from .family import check_backend
 
 
 def load_dual_encoder(spec: ModelSpec, device: torch.device) -> DualEncoder:
     """The dual encoder a model entry describes; raises `ModelUnavailable` when it cannot be had here."""
+    check_backend(spec.name, spec.backend, spec.model)  # a folder of another family, said before anything loads
     if spec.backend == "open_clip":
         from .open_clip_backend import OpenClipEncoder
 

@@ -13,6 +13,7 @@ import torch
 
 from ..errors import EntryError
 from .base import dynamic_int8
+from .family import check_backend
 from .hf_checkpoint import Checkpoint
 
 
@@ -55,6 +56,7 @@ class VisionLanguageModel:
         self.device = device
         # Hub ids not in the cache are unavailable (ModelUnavailable); a folder or checkpoint that does not
         # load as configured is an EntryError naming the file. `entry`: the matrix entry, for messages.
+        check_backend(entry, "llava", model_id)  # a folder of another family, said before anything loads
         checkpoint = Checkpoint(entry, model_id, online=online)
         checkpoint.check_tokenizer_files()
         checkpoint.check_processor_files()

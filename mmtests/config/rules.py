@@ -11,7 +11,38 @@ def model(values: dict, entry: dict, where: str, ctx: Context) -> bool:
     if values["pretrained"] and entry["model"].startswith("local-dir:"):
         ctx.problems.append(f"{where}: pretrained is ignored with model = 'local-dir:...' (open_clip loads the "
                             "folder's own weights); remove it, or name a built-in config in 'model'")
+    ctx.problems.extend(f"{where}: {problem}" for problem in backend_settings(values["backend"], entry))
     return True
+
+
+# Keys only one family's adapter reads: on another backend they would be ignored without a word.
+BACKEND_KEYS = {"pretrained": ("open_clip",), "padding_side": ("llava",), "generation": ("llava",)}
+
+
+def backend_settings(backend: str, entry: dict) -> list[str]:
+    """dtype x quantize x backend, as the adapters run them (mmtests.adapters.with_precision, the LLaVA adapter):
+    dynamic int8 quantizes a float32 model's Linear layers, so it takes no other dtype (a dual encoder would drop
+    the dtype, LLaVA would fail in torch); and keys another backend's adapter reads are refused, not ignored."""
+    problems = []
+    dtype = entry.get("dtype")
+    if entry.get("quantize") and dtype not in (None, "float32"):
+        problems.append(f"dtype = {dtype!r} with quantize = {entry['quantize']!r}: dynamic int8 quantization (torch.ao) "
+                        f"runs a float32 model with int8 Linear layers; remove dtype for an int8 copy, or quantize "
+                        f"for a {dtype} copy")
+    for key, backends in BACKEND_KEYS.items():
+        if key in entry and backend not in backends:
+            problems.append(f"{key} applies to backend {' or '.join(map(repr, backends))} only, not {backend!r}; "
+                            "remove it")
+    return problems
+
+
+def on_device(models: dict, device: str) -> list[str]:
+    """Entries the run's device cannot run: dynamic int8 quantization (torch.ao) has CPU kernels only."""
+    if device == "cpu":
+        return []
+    return [f"[models.{name}]: quantize = {spec.quantize!r} runs on a CPU only (torch.ao dynamic quantization) and "
+            f"this run's device is {device}; pass --mm-device cpu, or leave the entry out (--mm-model)"
+            for name, spec in models.items() if spec.quantize]
 
 
 def dataset(values: dict, entry: dict, where: str, ctx: Context) -> bool:

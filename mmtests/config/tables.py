@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import string
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,11 +38,28 @@ class Templates(Kind):
         if not (isinstance(value, list) and value and all(isinstance(t, str) for t in value)):
             ctx.problems.append(f"{where}: templates must be a non-empty list of strings or 'open_clip:<NAME>'")
             return ()
-        for t in value:
-            if ("{}" in t) == ("{c}" in t) or t.count("{}") + t.count("{c}") != 1:
-                ctx.problems.append(f"{where}: template {t!r} needs exactly one placeholder, '{{}}' or '{{c}}', "
-                                    "for the class name")
-        return tuple(t.replace("{c}", "{}") for t in value)
+        read = [_template(t, where, ctx) for t in value]
+        return tuple(t for t in read if t is not None)
+
+
+def _template(text: str, where: str, ctx: Context) -> str | None:
+    """A template as str.format reads it: exactly one replacement field, '{}' or '{c}', without a format spec or
+    conversion (literal braces written '{{' and '}}'); returned with the field as '{}'. None: problem noted."""
+    fix = ("needs exactly one placeholder for the class name, '{}' or '{c}' (without a format spec or conversion); "
+           "write a literal brace as '{{' or '}}'")
+    try:
+        parts = list(string.Formatter().parse(text))
+    except ValueError as err:  # a stray '{' or '}'
+        ctx.problems.append(f"{where}: template {text!r} is not a format string ({err}); it {fix}")
+        return None
+    fields = ["{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+              for _, name, spec, conversion in parts if name is not None]
+    if fields not in (["{}"], ["{c}"]):
+        found = f"it has {', '.join(map(repr, fields))}" if fields else "it has none"
+        ctx.problems.append(f"{where}: template {text!r} {fix}; {found}")
+        return None
+    escape = str.maketrans({"{": "{{", "}": "}}"})
+    return "".join(literal.translate(escape) + ("{}" if name is not None else "") for literal, name, _, _ in parts)
 
 
 @dataclass(frozen=True)
