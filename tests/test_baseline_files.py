@@ -12,10 +12,10 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mmtests.errors import EntryError
 from mmtests.figures import baseline_store, gates
 from mmtests.figures.baseline_store import FINGERPRINT, OUTCOMES, Baseline, BaselineWriter, MissingPart
 from mmtests.figures.check import FAIL, PASS
-from mmtests.errors import EntryError
 
 ZOO_BASELINES = Path(baseline_store.__file__).resolve().parents[1] / "zoo" / "baselines"
 TOL = gates.tolerances("float32")
