@@ -217,3 +217,26 @@ def test_views_of_one_tensor_are_saved_as_one_complete_folder(tmp_path):
     writer.write("m", tmp_path / "m", {})
     loaded = Baseline.load(tmp_path / "m", "m")
     assert torch.equal(loaded.array("image/a"), shared[:64]) and torch.equal(loaded.array("image/b"), shared[:64])
+
+
+def test_saving_baselines_for_the_default_matrix_writes_complete_folders(pytester, tmp_path):
+    """Issue 15: shapes-test and shapes-test-colour share their images, so their probe embeddings were views of
+    one tensor, safetensors refused them at teardown and outcomes.json was left without its fingerprint. Recorded
+    here into a copy of the zoo's tiny-clip folder through a copy of the default matrix."""
+    from mmtests import faults
+
+    matrix = faults.apply(faults.Fault("clean", "tiny-clip", "clean"), tmp_path)
+    folder = zoo_copy(tmp_path, "tiny-clip")
+    text = matrix.read_text().replace(f'"{ZOO_BASELINES / "tiny-clip"}"', f'"{folder}"')
+    matrix.write_text(text.replace('split = "test"\n', 'split = "test"\nlimit = 96\n'))  # still one set of images
+    (folder / FINGERPRINT).unlink()  # only what this session records
+    result = pytester.runpytest_inprocess("--pyargs", "mmtests.suites", f"--mm-config={matrix}", "--mm-model=tiny-clip",
+                                          "-k", "matches_baseline and bare", "--mm-save-baseline", "-p",
+                                          "no:cacheprovider", f"--mm-records={tmp_path / 'records.jsonl'}")
+    assert result.ret == 0, result.stdout.str()[-2000:]
+    loaded = Baseline.load(folder, "tiny-clip")
+    assert json.loads((folder / OUTCOMES).read_text())["format"] == baseline_store.FORMAT
+    for dataset in ("shapes-test", "shapes-test-colour"):
+        for key in (f"image/{dataset}", f"classifier/{dataset}/bare"):
+            assert isinstance(loaded.array(key), torch.Tensor), loaded.array(key)
+    assert torch.equal(loaded.array("image/shapes-test"), loaded.array("image/shapes-test-colour"))
