@@ -102,6 +102,8 @@ def test_a_value_of_the_wrong_type_anywhere_is_one_error_naming_its_key(valid, t
     err = read_back(folder, data)
     assert err is not None, f"{path} = {value!r} was read"
     assert named in str(err) and "--mm-save-baseline" in str(err), str(err)
+    problems = str(err).split(": ", 2)[-1].split("; ")
+    assert len(problems) == len(set(problems)), str(err)  # each said once
 
 
 @pytest.mark.parametrize("slot", DROPPABLE, ids=lambda s: "/".join(map(str, s[0])))

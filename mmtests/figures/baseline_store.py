@@ -84,9 +84,7 @@ def outcomes_problems(data) -> list[str]:
             problems.append(f"{where}['digest'] is " + ("missing" if "digest" not in entry
                                                          else f"{_kind_of(entry['digest'])}, not a string"))
         lengths = {}
-        for name in (*REQUIRED.get(key.split("/")[0], ()), *(f for f in FIELDS if f in entry)):
-            if name in lengths:
-                continue
+        for name in dict.fromkeys((*REQUIRED.get(key.split("/")[0], ()), *(f for f in FIELDS if f in entry))):
             kind, said = FIELDS[name]
             value = entry.get(name)
             if name not in entry:
