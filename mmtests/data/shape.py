@@ -26,7 +26,7 @@ def at_most(asked: int | None, available: int, where: str, key: str, of: str) ->
         return asked
     warnings.warn(f"{where}: {key} = {asked} asks for more {of} than there are ({available}); its checks use the "
                   f"{available} there are. Set {key} = {available} or less in {where}, or give it more {of}",
-                  DataWarning, stacklevel=3)
+                  DataWarning, stacklevel=2)
     return available
 
 
