@@ -75,7 +75,8 @@ def test_cosine_and_kl_gates():
 
 def test_baseline_round_trip_and_changed_data_is_named(tmp_path):
     writer = baseline_store.BaselineWriter()
-    writer.add("m", "zero_shot/d/p", {"digest": "abc", "predicted": [1, 2], "correct": [True, False]})
+    writer.add("m", "zero_shot/d/p", {"digest": "abc", "predicted": [1, 2], "probability": [0.9, 0.5],
+                                      "correct": [True, False]})
     writer.add_array("m", "image/d", torch.ones(2, 3))
     writer.write("m", tmp_path / "m", {"device": "cpu"})
     loaded = baseline_store.Baseline.load(tmp_path / "m", "m")
@@ -87,7 +88,7 @@ def test_baseline_round_trip_and_changed_data_is_named(tmp_path):
         loaded.entry("zero_shot/d/q", "m", "abc")
     # A second session updates what it measured and keeps the rest, like a snapshot update.
     again = baseline_store.BaselineWriter()
-    again.add("m", "answers/q", {"digest": "x", "text": ["red"]})
+    again.add("m", "answers/q", {"digest": "x", "text": ["red"], "correct": [True], "kind": ["colour"]})
     again.write("m", tmp_path / "m", {"device": "cpu"})
     assert set(baseline_store.Baseline.load(tmp_path / "m", "m").samples) == {"zero_shot/d/p", "answers/q"}
 

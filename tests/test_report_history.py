@@ -3,6 +3,9 @@
 import json
 import re
 
+import pytest
+
+from mmtests.report import history
 from mmtests.report.__main__ import build, main
 
 RUN_IDS = ("20260101T000000Z", "20260102T000000Z")
@@ -265,3 +268,19 @@ def test_a_history_file_without_figures_is_skipped_for_the_next_readable_run(tmp
         text = (tmp_path / "out" / RUN_IDS[1] / "report.md").read_text()
         assert f"previous run {hist}/20260101T120000Z.json could not be read ({why}); skipped" in text
         assert f"Compared with run {RUN_IDS[0]}: 1 regressions" in text
+
+
+@pytest.mark.parametrize("version", [None, 1, 2, "1", True, 1.5, []])
+def test_a_history_file_carries_its_format_and_a_newer_one_is_not_misread(tmp_path, version):
+    """Written with `format`; read when it is absent (an older file) or known, skipped with the reason otherwise."""
+    out = tmp_path / "out"
+    build(records(tmp_path, RUN_IDS[0], 0.9), out)
+    first = out / "history" / f"{RUN_IDS[0]}.json"
+    snap = json.loads(first.read_text())
+    assert snap["format"] == history.FORMAT
+    snap.pop("format") if version is None else snap.update(format=version)
+    first.write_text(json.dumps(snap))
+    text = build(records(tmp_path, RUN_IDS[1], 0.8), out).report.read_text()
+    readable = version in (None, 1) and version is not True
+    assert (f"Compared with run {RUN_IDS[0]}" in text) == readable
+    assert ("not one this mmtests reads" in text) == (not readable)

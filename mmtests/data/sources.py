@@ -3,7 +3,8 @@
 What is loaded is checked before anything is embedded: the columns, every image (decoded once at load; one
 that does not decode is skipped, counted and named, or a failure with `strict_images` / MMTESTS_STRICT_IMAGES=1),
 an imagefolder's class folders (an empty one is an error, not a class that silently disappears), and the labels
-(class indices within the class names, not strings).
+(class indices within the class names, not strings). Counts and class lists against what the checks ask of them:
+`shape.py`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from ..config import DatasetSpec, is_local_path
 from ..errors import DatasetUnavailable, DataWarning, EntryError  # noqa: F401  (re-exported)
+from .shape import at_most, check_class_names
 
 STRICT_IMAGES_ENV = "MMTESTS_STRICT_IMAGES"  # "1": an image that does not decode fails the dataset
 NAMED = 5  # skipped images, folders or values named in one message
@@ -131,7 +133,7 @@ def load_checked(spec: DatasetSpec, strict_images: bool | None = None) -> Loaded
         )
     ds = _with_image_feature(spec, ds)
     if spec.limit is not None:
-        ds = ds.select(range(min(spec.limit, len(ds))))
+        ds = ds.select(range(at_most(spec.limit, len(ds), f"[datasets.{spec.name}]", "limit", "rows")))
     if len(ds) == 0:
         raise EntryError(f"dataset {spec.name!r} ({_what(spec)}, split {spec.split!r}) has no rows; point "
                          f"[datasets.{spec.name}] at a split with images")
@@ -187,7 +189,15 @@ def _check_class_folders(spec: DatasetSpec, ds) -> None:
     from datasets import ClassLabel
 
     label = ds.features.get("label")
-    if not isinstance(label, ClassLabel) or spec.image_column not in ds.column_names:
+    if spec.image_column not in ds.column_names:
+        return
+    if label is None and spec.label_column == "label":
+        # datasets infers no labels from a single class folder: say that, not that the column is missing.
+        folders = sorted({Path(p).parent.name for p in _image_paths(ds, spec.image_column) if p})
+        if len(folders) == 1:
+            check_class_names(folders, f"[datasets.{spec.name}]: imagefolder {spec.path!r} (split {spec.split!r}, "
+                                       "its images all in one folder)", f"[datasets.{spec.name}]")
+    if not isinstance(label, ClassLabel):
         return  # no labels inferred from folders: nothing can disappear
     root = Path(spec.path).expanduser().resolve()
     classes = {Path(p).parent for p in _image_paths(ds, spec.image_column) if p}
@@ -310,6 +320,7 @@ def labels_and_class_names(spec: DatasetSpec, ds) -> tuple[list[int], list[str]]
         raise EntryError(f"{what}: 'classnames' in {where} lists {len(names)} names but label column {column!r} is a "
                          f"ClassLabel of {feature.num_classes} ({', '.join(feature.names[:NAMED * 2])}); list one name "
                          "per class, in the ClassLabel's order, or drop 'classnames' to use the ClassLabel's names")
+    check_class_names(names, what, where)
     labels = list(ds[column])
     outside = [(i, v) for i, v in enumerate(labels) if v is None or not 0 <= v < len(names)]
     if outside:

@@ -6,6 +6,7 @@ change of a probability, embedding cosines, first-token KL) and returns a `Check
 
 from __future__ import annotations
 
+from .baseline_store import MissingPart
 from .check import Check, baseline_check
 from .paired import paired_drop
 
@@ -36,7 +37,6 @@ EXAMPLES = 5  # flipped samples named in a failure message and kept in the recor
 def tolerances(precision: str, overrides: dict | None = None) -> dict[str, float]:
     known = TOLERANCES.get(precision, TOLERANCES["bfloat16"])
     return {**known, **(overrides or {})}
-
 
 
 def accuracy_gate(metric: str, baseline_correct: list[bool], correct: list[bool], tol: dict, names: list[str]) -> Check:
@@ -71,10 +71,18 @@ def largest_change_gate(metric: str, change: list[float], tol_key: str, tol: dic
                          + (f", at {names[worst]}" if worst is not None else ""))
 
 
+def missing_part_gate(metric: str, part: MissingPart, tolerance: float, perfect: float) -> Check:
+    """A gate whose baseline lacks the part it compares with: red, saying which part and how to record it."""
+    return baseline_check(metric, None, tolerance, perfect, False, explain=part.reason)
+
+
 def cosine_gate(metric: str, baseline, current, tol: dict, what: str) -> Check:
-    """Smallest cosine between the run's probe vectors and the baseline's (rows of two N x D tensors)."""
+    """Smallest cosine between the run's probe vectors and the baseline's (rows of two N x D tensors; the
+    baseline's may be a `MissingPart`)."""
     import torch
 
+    if isinstance(baseline, MissingPart):
+        return missing_part_gate(metric, baseline, tol["min_cosine"], 1.0)
     if baseline.shape != current.shape:
         return baseline_check(metric, None, tol["min_cosine"], 1.0, False,
                      explain=f"{what}: shape {tuple(current.shape)} against the baseline's {tuple(baseline.shape)}")
@@ -86,8 +94,10 @@ def cosine_gate(metric: str, baseline, current, tol: dict, what: str) -> Check:
 
 
 def kl_gate(metric: str, baseline_logprobs, logprobs, tol: dict, names: list[str]) -> Check:
-    """Mean KL(baseline || run) of the first answer token's distribution over the probe questions."""
-
+    """Mean KL(baseline || run) of the first answer token's distribution over the probe questions (the baseline's
+    may be a `MissingPart`)."""
+    if isinstance(baseline_logprobs, MissingPart):
+        return missing_part_gate(metric, baseline_logprobs, tol["max_kl"], 0.0)
     if baseline_logprobs.shape != logprobs.shape:
         return baseline_check(metric, None, tol["max_kl"], 0.0, False,
                      explain=f"first-token log-probs of shape {tuple(logprobs.shape)} against the baseline's "

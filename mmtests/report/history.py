@@ -20,6 +20,10 @@ from ..figures.metrics import LARGE_SPREAD, METRICS
 from ..figures.record_files import temp_name
 from ..figures.record_reader import Run
 
+# A history file's format: bump when a field changes meaning. A file without `format` (written before the field
+# existed) is format 1; a newer one is a run this mmtests cannot compare with, said so, not misread.
+FORMAT = 1
+
 
 @dataclass(frozen=True)
 class Thresholds:
@@ -90,7 +94,7 @@ def snapshot(run: Run, bench: dict | None) -> dict:
             **{k: info[k] for k in ("model", "weights", "modality", "batch_size", "dtype", "mfu", "spread",
                                     "contended") if k in info},
         })
-    return {"run_id": run.run_id, "device": env.get("device"), "device_name": env.get("device_name"),
+    return {"format": FORMAT, "run_id": run.run_id, "device": env.get("device"), "device_name": env.get("device_name"),
             "git_sha": env.get("git_sha"), "benchmark_machine": _benchmark_machine(bench),
             "figures": figures, "benchmarks": benchmarks}
 
@@ -199,6 +203,10 @@ def _read(path: Path) -> dict:
     data = json.loads(path.read_text())
     if not isinstance(data, dict):
         raise Unreadable(f"a JSON {type(data).__name__}, not an object")
+    version = data.get("format", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT:
+        raise Unreadable(f"history format {version!r}, not one this mmtests reads (1 to {FORMAT}): a newer mmtests "
+                         "wrote it, or it was edited")
     for key in ("figures", "benchmarks"):
         if key not in data:
             raise Unreadable(f"no {key!r}")

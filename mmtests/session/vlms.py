@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from ..adapters.llava import Generation, VisionLanguageModel
 from ..config import AttentionCheck, DatasetSpec, Matrix, QuestionSet
 from ..data.facts import COLOURS, SHAPES
+from ..data.shape import at_most
 from ..data.shapes_qa import QA, question_set
 from ..errors import EntryError
 from ..evaluation import attention as A
@@ -94,6 +95,7 @@ class VLMCache:
         self.attention = memo(self._attention)
         self.correct = memo(self._correct)
         self.probe_logprobs = memo(self._probe_logprobs)
+        self.image_count = memo(self._image_count)
 
     def _model(self, name: str) -> VisionLanguageModel:
         spec = self.matrix.models[name]
@@ -108,8 +110,14 @@ class VLMCache:
                                lambda: str(self.model(model).model.dtype).removeprefix("torch."))
 
     def images(self, qset: QuestionSet):
+        """The question set's images: its dataset's first `images` rows (more asked than there are: a DataWarning, once)."""
         ds = self.dataset(self.matrix.datasets[qset.dataset])
-        return ds if qset.images is None else ds.select(range(min(qset.images, len(ds))))
+        return ds if qset.images is None else ds.select(range(self.image_count(qset.name)))
+
+    def _image_count(self, name: str) -> int:
+        qset = self.matrix.question_sets[name]
+        rows = len(self.dataset(self.matrix.datasets[qset.dataset]))
+        return at_most(qset.images, rows, f"[question_sets.{name}]", "images", f"images (dataset {qset.dataset!r})")
 
     def _questions(self, name: str) -> list[Question]:
         qset = self.matrix.question_sets[name]
@@ -180,8 +188,9 @@ class VLMCache:
         """A sample of the questions asked again, `batch_size` at a time (1: one by one); `repeat` tells
         apart runs that must not share the cache."""
         qset = self.matrix.question_sets[qset_name]
-        idx = self.sample(qset_name, n)
         items = self.questions(qset_name)
+        idx = self.sample(qset_name, at_most(n, len(items), f"[[stability]] of {qset_name!r}", "single_sample",
+                                             "questions"))
         return idx, self._generate(model, qset, [items[i] for i in idx], batch_size)
 
     def attention_items(self, check: AttentionCheck) -> tuple[list[Question], int]:
@@ -205,7 +214,9 @@ class VLMCache:
             items = [q for q in self.questions(check.question_set) if q.qa.kind == check.kind and q.bbox]
         if not items:
             return None
-        items = [items[int(i)] for i in np.linspace(0, len(items) - 1, min(check.samples, len(items)))]
+        count = at_most(check.samples, len(items), f"[[attention]] {check.id}", "samples",
+                        "correctly answered questions with a box" if answered_only else "questions with a box")
+        items = [items[int(i)] for i in np.linspace(0, len(items) - 1, count)]
         vlm = self.model(model)
         ds = self.images(qset)
         column = self.matrix.datasets[qset.dataset].image_column
