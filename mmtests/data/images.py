@@ -6,10 +6,10 @@ every dataset image is converted here, before any backend's own preprocessing, a
 the same pixels for the same file. The rules, by what the image holds:
 
 - **8-bit colour and grey** (RGB, L, 1, P, CMYK, YCbCr, LAB, HSV): PIL's own conversion to RGB; unchanged, no note.
-- **Alpha** (RGBA, LA, PA, premultiplied RGBa and La, a palette or colour key with transparency): composited on white, as transformers'
-  `convert_to_rgb` (CLIP's, LLaVA's image processors) does: the convention of the field, and what a viewer shows
-  on a white page. Dropping alpha instead shows colours stored under transparent pixels, which nobody looked at
-  (often black, often garbage). Noted when a pixel is not fully opaque.
+- **Alpha** (RGBA, LA, PA, premultiplied RGBa and La, a palette or colour key with transparency): composited on
+  white, as transformers' `convert_to_rgb` (CLIP's and LLaVA's image processors) does: the convention of the
+  field, and what a viewer shows on a white page. Dropping alpha instead shows the colours stored under
+  transparent pixels, which nobody looked at (often black, often anything). Noted when a pixel is not opaque.
 - **16-bit grey** (I;16, I;16B, I;16L, I;16N): the mode's range 0..65535 scaled to 0..255 (v / 257, rounded): 0
   and 65535 become black and white. Always noted.
 - **32-bit integer and float grey** (I, F): their mode has no range, so the values are read in the narrowest
