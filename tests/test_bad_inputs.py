@@ -169,7 +169,7 @@ def counting(monkeypatch, module, name):
 
 def test_the_encoder_cache_checks_each_image_once_and_keeps_what_it_skipped(tmp_path, monkeypatch):
     encoders = encoder_cache(tmp_path, photos(tmp_path / "photos", {"circle/scan.tif": tiff_pil_cannot_open()}))
-    decoded = counting(monkeypatch, sources, "_decode_error")
+    decoded = counting(monkeypatch, sources, "_check_image")
     with pytest.warns(DataWarning, match="scan.tif"):
         feats = encoders.image_features("tiny", "pets")
     for prompt_set in ("bare", "photo"):  # two checks of the same dataset

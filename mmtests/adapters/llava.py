@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..data.images import to_rgb
 from ..errors import EntryError
 from .base import dynamic_int8
 from .family import check_backend
@@ -91,7 +92,9 @@ class VisionLanguageModel:
         return self.processor.apply_chat_template(conversation, add_generation_prompt=True)
 
     def _inputs(self, images, texts: list[str]):
-        inputs = self.processor(images=list(images), text=texts, padding=True, return_tensors="pt")
+        # The one RGB rule (alpha on white, 16-bit scaled, first frame) before the processor's own conversion.
+        images = [to_rgb(image)[0] for image in images]
+        inputs = self.processor(images=images, text=texts, padding=True, return_tensors="pt")
         return inputs.to(self.device, dtype=self.model.dtype) if self.device.type == "cuda" else inputs
 
     @torch.no_grad()

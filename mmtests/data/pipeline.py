@@ -2,11 +2,13 @@
 
 Two ways from stored images to the pixels a dual encoder takes:
 
-- **PIL** (the default): rows decoded as `datasets` decodes them, preprocessed by the model's own
-  `preprocess` (bit-identical to open_clip's or the image processor's per-image transform).
+- **PIL** (the default): rows decoded as `datasets` decodes them and converted to RGB by the one rule
+  (`images.to_rgb`: alpha on white, 16-bit and float values scaled, the first frame), preprocessed by the model's
+  own `preprocess` (bit-identical to open_clip's or the image processor's per-image transform).
 - **Tensors** (`gpu_decode`): the stored JPEG bytes decoded by `torchvision.io.decode_jpeg` on the device
   (nvJPEG on CUDA), then the model's `PixelRecipe` (resize, centre crop, normalise) as tensor arithmetic on the
-  same device. Images in other formats are decoded by PIL in the workers and join the batch as pixels.
+  same device. Images in other formats (and JPEGs in CMYK) are decoded by PIL in the workers, converted by the
+  same rule, and join the batch as pixels.
   `tensor_pixels` is device-agnostic: on CPU tensors it is what the unit tests compare with the PIL path.
 
 Either way the batches are made in DataLoader worker processes (`loader_workers`), in order; an image that does
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import EntryError
+from .images import to_rgb
 
 MAX_AUTO_WORKERS = 8
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -56,19 +59,38 @@ def undecodable(desc: str, row: int, err: BaseException) -> EntryError:
 
 def _fails(ds, row: int, column: str) -> bool:
     try:
-        ds[row][column]
+        to_rgb(ds[row][column])
     except Exception:  # noqa: BLE001
         return True
     return False
 
 
 def decoded_images(ds, column: str, rows: range, desc: str) -> list:
-    """Rows' images as `datasets` decodes them (PIL); an image that does not decode is an EntryError naming its row."""
+    """Rows' images as `datasets` decodes them, converted to RGB by the one rule (`images.to_rgb`), the pixels every
+    model is given; an image that does not decode is an EntryError naming its row."""
     try:
-        return ds[rows.start:rows.stop][column]
+        return [to_rgb(image)[0] for image in ds[rows.start:rows.stop][column]]
     except Exception as err:  # noqa: BLE001  (whatever PIL raises)
         row = next((i for i in rows if _fails(ds, i, column)), rows.start)
         raise undecodable(desc, row, err) from err
+
+
+def preprocessed(preprocess: Callable[[list], torch.Tensor], images: list, rows: range, desc: str) -> torch.Tensor:
+    """`preprocess(images)` (a model's own preprocessing of RGB images); an image it cannot take (a size its resize
+    or crop refuses) is an EntryError naming its row and size, not a traceback."""
+    try:
+        return preprocess(images)
+    except Exception as err:  # noqa: BLE001  (whatever the model's library raises)
+        failed = err
+    for row, image in zip(rows, images, strict=True):
+        try:
+            preprocess([image])
+        except Exception as err:  # noqa: BLE001
+            reason = " ".join(str(err).split())[:200]
+            raise EntryError(f"{desc}: the image of row {row} ({image.width}x{image.height} pixels) cannot be taken by "
+                             f"the model's own preprocessing ({err.__class__.__name__}: {reason}); resize or pad that "
+                             "image in the dataset, or remove it") from err
+    raise failed
 
 
 # ------------------------------------------------------------------------------------------ tensor decoding
@@ -76,7 +98,8 @@ def decoded_images(ds, column: str, rows: range, desc: str) -> list:
 @dataclass(frozen=True)
 class EncodedImage:
     """One row's image on its way to `tensor_pixels`: JPEG bytes (`data`, 1-D uint8, with the EXIF orientation
-    `datasets` would apply) or, for other formats, the pixels PIL decoded (`pixels`, uint8 3 x H x W)."""
+    `datasets` would apply) or, for other formats, the pixels PIL decoded and `to_rgb` converted (`pixels`, uint8
+    3 x H x W)."""
 
     row: int
     data: torch.Tensor | None = None
@@ -84,26 +107,29 @@ class EncodedImage:
     pixels: torch.Tensor | None = None
 
 
-def _orientation(data: bytes) -> int:
-    """The EXIF orientation of a JPEG (1 when it has none), read from its header without decoding the pixels."""
+def _jpeg_header(data: bytes) -> tuple[int, str]:
+    """The EXIF orientation (1 when it has none) and the PIL mode of a JPEG, read from its header without decoding
+    the pixels."""
     from PIL import Image
 
     try:
         with Image.open(io.BytesIO(data)) as image:
-            return int(image.getexif().get(EXIF_ORIENTATION) or 1)
+            return int(image.getexif().get(EXIF_ORIENTATION) or 1), image.mode
     except Exception:  # noqa: BLE001  (a header PIL cannot read: the decoder will say what is wrong)
-        return 1
+        return 1, "RGB"
 
 
 def _pil_pixels(image) -> torch.Tensor:
+    """An RGB image (`decoded_images` converted it) as uint8 3 x H x W."""
     import numpy as np
 
-    return torch.from_numpy(np.array(image.convert("RGB"), dtype=np.uint8)).permute(2, 0, 1).contiguous()
+    return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).contiguous()
 
 
 def encoded_images(raw, ds, column: str, rows: range, desc: str) -> list[EncodedImage]:
-    """Rows' stored images for `tensor_pixels`: JPEGs as their bytes, anything else decoded by PIL as `datasets`
-    decodes it. `raw` is the image column in arrow format (`raw_column`); read in a worker, cheap."""
+    """Rows' stored images for `tensor_pixels`: grey and RGB JPEGs as their bytes, anything else (CMYK JPEGs
+    included) decoded by PIL and converted as `decoded_images` does. `raw` is the image column in arrow format
+    (`raw_column`); read in a worker, cheap."""
     values = raw[rows.start:rows.stop][column].to_pylist()
     out = []
     for row, value in zip(rows, values, strict=True):
@@ -115,8 +141,9 @@ def encoded_images(raw, ds, column: str, rows: range, desc: str) -> list[Encoded
                     data = f.read()
             except OSError as err:
                 raise undecodable(desc, row, err) from err
-        if data is not None and data[:3] == JPEG_MAGIC:
-            out.append(EncodedImage(row, torch.frombuffer(bytearray(data), dtype=torch.uint8), _orientation(data)))
+        orientation, mode = _jpeg_header(data) if data is not None and data[:3] == JPEG_MAGIC else (1, None)
+        if mode in ("L", "RGB"):
+            out.append(EncodedImage(row, torch.frombuffer(bytearray(data), dtype=torch.uint8), orientation))
         else:
             out.append(EncodedImage(row, pixels=_pil_pixels(decoded_images(ds, column, range(row, row + 1), desc)[0])))
     return out

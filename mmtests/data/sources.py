@@ -1,7 +1,9 @@
 """Datasets by source: the built-in shapes world, Hugging Face names, local imagefolder or parquet.
 
 What is loaded is checked before anything is embedded: the columns, every image (decoded once at load; one
-that does not decode is skipped, counted and named, or a failure with `strict_images` / MMTESTS_STRICT_IMAGES=1),
+that does not decode is skipped, counted and named, or a failure with `strict_images` / MMTESTS_STRICT_IMAGES=1;
+one the RGB rule of `images.to_rgb` changes, with alpha, 16-bit or float values or several frames, is counted and
+named),
 an imagefolder's class folders (an empty one is an error, not a class that silently disappears), and the labels
 (class indices within the class names, not strings). Counts and class lists against what the checks ask of them:
 `shape.py`.
@@ -16,6 +18,7 @@ from pathlib import Path
 
 from ..config import DatasetSpec, is_local_path
 from ..errors import DatasetUnavailable, DataWarning, EntryError  # noqa: F401  (re-exported)
+from .images import KINDS, Note, to_rgb
 from .shape import at_most, check_class_names
 
 STRICT_IMAGES_ENV = "MMTESTS_STRICT_IMAGES"  # "1": an image that does not decode fails the dataset
@@ -35,11 +38,26 @@ class SkippedImage:
 
 
 @dataclass(frozen=True)
+class ConvertedImage:
+    """A row whose image the RGB rule changed (`images.to_rgb`): what every model is given differs from PIL's own
+    conversion, the same for every backend."""
+
+    row: int  # index in the split as loaded, as `SkippedImage.row`
+    file: str | None
+    note: Note
+
+    def __str__(self) -> str:
+        return f"row {self.row}" + (f" ({self.file})" if self.file else "") + f": {self.note}"
+
+
+@dataclass(frozen=True)
 class LoadedDataset:
-    """A dataset entry's rows as every check sees them, and the rows left out because their image does not decode."""
+    """A dataset entry's rows as every check sees them, the rows left out because their image does not decode, and
+    the rows whose image the RGB rule changed."""
 
     dataset: object  # datasets.Dataset
     skipped: tuple[SkippedImage, ...] = ()
+    converted: tuple[ConvertedImage, ...] = ()
 
 
 def strict_images_from_env() -> bool:
@@ -139,9 +157,10 @@ def load_checked(spec: DatasetSpec, strict_images: bool | None = None) -> Loaded
                          f"[datasets.{spec.name}] at a split with images")
     if spec.source == "shapes":  # rendered by mmtests and verified against the cache's content digest
         return LoadedDataset(ds)
-    skipped = _undecodable(spec, ds)
+    skipped, converted = _checked_images(spec, ds)
     if not skipped:
-        return LoadedDataset(ds)
+        _warn_converted(spec, len(ds), converted)
+        return LoadedDataset(ds, converted=tuple(converted))
     named = _listed([str(s) for s in skipped])
     where = f"[datasets.{spec.name}]"
     if len(skipped) == len(ds):
@@ -153,12 +172,26 @@ def load_checked(spec: DatasetSpec, strict_images: bool | None = None) -> Loaded
         raise EntryError(f"{where}: {len(skipped)} of {len(ds)} images of {_what(spec)} (split {spec.split!r}) "
                          f"cannot be decoded: {named}; fix or remove those files (strict image checking is on; "
                          f"without it, with {STRICT_IMAGES_ENV} unset, they are skipped, counted and named)")
+    _warn_converted(spec, len(ds), converted)
     verb = "is" if len(skipped) == 1 else "are"
     warnings.warn(f"{where}: {len(skipped)} of {len(ds)} images of {_what(spec)} (split {spec.split!r}) cannot be "
                   f"decoded and {verb} left out of every check: {named}; fix or remove those files, or set "
                   f"{STRICT_IMAGES_ENV}=1 to make this a failure", DataWarning, stacklevel=2)
     bad = {s.row for s in skipped}
-    return LoadedDataset(ds.select([i for i in range(len(ds)) if i not in bad]), tuple(skipped))
+    return LoadedDataset(ds.select([i for i in range(len(ds)) if i not in bad]), tuple(skipped), tuple(converted))
+
+
+def _warn_converted(spec: DatasetSpec, rows: int, converted: list[ConvertedImage]) -> None:
+    """One DataWarning per dataset for the images the RGB rule changed, counted by kind, the first ones named."""
+    if not converted:
+        return
+    counts = ", ".join(f"{kind}: {n}" for kind in KINDS if (n := sum(kind in c.note.kinds for c in converted)))
+    verb = "was" if len(converted) == 1 else "were"
+    warnings.warn(f"[datasets.{spec.name}]: {len(converted)} of {rows} images of {_what(spec)} (split {spec.split!r}) "
+                  f"{verb} converted to RGB by mmtests' one rule before any model saw them ({counts}): "
+                  f"{_listed([str(c) for c in converted])}; every backend gets these pixels (the rule and why: "
+                  "mmtests/data/images.py); store the images as 8-bit RGB to have none converted",
+                  DataWarning, stacklevel=3)
 
 
 def _listed(items: list[str]) -> str:
@@ -236,44 +269,48 @@ def _with_image_feature(spec: DatasetSpec, ds):
                      f"(columns: {', '.join(ds.column_names)})")
 
 
-def _decode_error(value) -> str | None:
-    """Why one stored image (datasets' {"bytes", "path"}) does not decode, or None when it does."""
+def _check_image(value) -> tuple[str | None, Note | None]:
+    """Why one stored image (datasets' {"bytes", "path"}) does not decode (None when it does), and what the RGB rule
+    changes in it (None: nothing)."""
     import io
     import re
 
     from PIL import Image
 
     if not isinstance(value, dict):
-        return None
+        return None, None
     data, path = value.get("bytes"), value.get("path")
     if data is None and path is None:
-        return "no image (neither bytes nor a file)"
+        return "no image (neither bytes nor a file)", None
     if data is None and ("://" in path or "::" in path):
-        return None  # a remote file: decoded when it is used
+        return None, None  # a remote file: decoded when it is used
     try:
         with Image.open(io.BytesIO(data) if data is not None else path) as image:
             image.load()
+            return None, to_rgb(image)[1]
     except Exception as err:  # noqa: BLE001  (whatever PIL raises: the image cannot be used)
         first = next((line.strip() for line in str(err).splitlines() if line.strip()), "")
         first = re.sub(r"<_io\.BytesIO object at 0x[0-9a-f]+>", "(its stored bytes)", first)
-        return f"{err.__class__.__name__}: {first[:200]}"
-    return None
+        return f"{err.__class__.__name__}: {first[:200]}", None
 
 
-def _undecodable(spec: DatasetSpec, ds) -> list[SkippedImage]:
-    """Every row's image decoded once (from its stored bytes or file), in order; the ones that fail."""
+def _checked_images(spec: DatasetSpec, ds) -> tuple[list[SkippedImage], list[ConvertedImage]]:
+    """Every row's image decoded once (from its stored bytes or file), in order; the ones that fail, and the ones
+    the RGB rule changes."""
     from tqdm.auto import tqdm
 
     raw = ds.select_columns([spec.image_column]).with_format("arrow")
-    skipped, row = [], 0
+    skipped, converted, row = [], [], 0
     for table in tqdm(raw.iter(batch_size=256), total=(len(ds) + 255) // 256, leave=False,
                       desc=f"checking the images of {spec.name}", disable=len(ds) < 5000):
         for value in table.column(spec.image_column).to_pylist():
-            reason = _decode_error(value)
+            reason, note = _check_image(value)
             if reason:
                 skipped.append(SkippedImage(row, value.get("path"), reason))
+            elif note:
+                converted.append(ConvertedImage(row, value.get("path"), note))
             row += 1
-    return skipped
+    return skipped, converted
 
 
 def class_names(spec: DatasetSpec, ds) -> list[str]:

@@ -41,6 +41,7 @@ METRICS: dict[str, Metric] = _rows(
     Metric("top5", label="top-5"),
     Metric("mean_per_class_recall", label="mean per-class recall"),
     Metric("images_skipped", LOWER, label="images left out (undecodable)"),
+    Metric("images_converted", LOWER, history="neutral", label="images converted to RGB (alpha, 16-bit, frames)"),
     Metric("gain", matrix_key="min_gain", range=(-1.0, 1.0), label="top-1 gain"),
     # LLaVA answers, POPE, generation stability
     Metric("accuracy", matrix_key="min_accuracy", trivial="always giving the most frequent answer"),

@@ -85,7 +85,7 @@ def embed_images(encoder: DualEncoder, ds, column: str, batch_size: int = 256, d
             return pipeline.encoded_images(raw, ds, column, rows, desc)
     else:
         def make(rows):
-            return encoder.preprocess(pipeline.decoded_images(ds, column, rows, desc))
+            return pipeline.preprocessed(encoder.preprocess, pipeline.decoded_images(ds, column, rows, desc), rows, desc)
 
     retries = [] if oom_retries is None else oom_retries
     limit = batch_size  # the largest batch known to fit (lowered when one runs out of memory)
@@ -169,6 +169,12 @@ class DualEncoderCache:
         (loads the dataset if it is not loaded yet; raises as `dataset` does when it cannot be)."""
         spec = self.matrix.datasets[dataset]
         return [str(s) for s in self._dataset(spec.images_key, spec.name).skipped]
+
+    def converted_images(self, dataset: str) -> list[str]:
+        """The rows of a dataset whose image the one RGB rule changed (`mmtests.data.images`: alpha composited,
+        16-bit or float values scaled, the first of several frames), each as "row N (file): what it did"."""
+        spec = self.matrix.datasets[dataset]
+        return [str(c) for c in self._dataset(spec.images_key, spec.name).converted]
 
     def _load_labels(self, dataset: str) -> tuple[torch.Tensor, tuple[str, ...]]:
         spec = self.matrix.datasets[dataset]

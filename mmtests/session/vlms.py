@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from ..adapters.llava import Generation, VisionLanguageModel
 from ..config import AttentionCheck, DatasetSpec, Matrix, QuestionSet
 from ..data.facts import COLOURS, SHAPES
+from ..data.images import to_rgb
 from ..data.shape import at_most
 from ..data.shapes_qa import QA, question_set
 from ..errors import EntryError
@@ -236,7 +237,7 @@ class VLMCache:
             sample = A.answer_attention(att, span, maps.answer_position, maps.grid, A.box_mask(box, maps.grid, crop))
             summary.add(sample)
             if len(summary.heatmaps) < HEATMAPS_KEPT:
-                summary.heatmaps.append({"image": np.asarray(image.convert("RGB")), "box": box, "map": sample.mean_map,
+                summary.heatmaps.append({"image": np.asarray(to_rgb(image)[0]), "box": box, "map": sample.mean_map,
                                          "crop": crop, "question": q.qa.question})
         return summary
 

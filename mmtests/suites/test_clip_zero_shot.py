@@ -46,6 +46,10 @@ def test_zero_shot_top1(zero_shot_check, mm, request):
     if skipped:  # images that do not decode are left out of every check, and said so
         checks.append(measured("images_skipped", len(skipped),
                                explain="; ".join(skipped[:5]), fields={"skipped": skipped}))
+    converted = mm.encoders.converted_images(c.dataset)
+    if converted:  # images the one RGB rule changed (alpha, 16-bit or float values, frames): counted and named
+        checks.append(measured("images_converted", len(converted),
+                               explain="; ".join(converted[:5]), fields={"converted": converted}))
     if base is not None:
         names = [f"image {i}" for i in range(len(mine["correct"]))]
         checks.append(gates.accuracy_gate("top1_vs_baseline", base["correct"], mine["correct"], mm.tolerances(c.model),
