@@ -67,7 +67,11 @@ def check_outputs(config: pytest.Config, baselines: dict[str, str]) -> None:
     """Before the first measurement: every folder the session will write (the records', the run's artifacts and,
     with --mm-save-baseline, the `baselines` of the models to run, name -> folder) can be made and written; else
     a usage error naming the folder and the fix (recorded, as a matrix error is)."""
-    folder = runs_dir(records_path(config)) / start_run(config)
+    records = records_path(config)
+    if records.is_dir():  # its runs would go beside it, into <parent>/<name>.d, and it could not be rewritten
+        raise pytest.UsageError(f"mmtests: --mm-records {str(records)!r} is a folder; pass the path of a records file, "
+                                f"e.g. --mm-records {str(records / 'records.jsonl')!r}")
+    folder = runs_dir(records) / start_run(config)
     outputs = [(f"records file {str(records_path(config))!r}: its folder", folder / "artifacts", (),
                 "pass --mm-records with another location")]
     outputs += [(f"--mm-save-baseline: the baseline folder of model {model!r}", Path(target),

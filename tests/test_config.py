@@ -282,3 +282,8 @@ def test_an_entry_rejected_for_its_own_problem_is_not_also_called_undefined(tmp_
     with pytest.raises(ConfigError) as err:
         load_matrix(path)
     assert "source = 's3' must be one of" in str(err.value) and "not defined" not in str(err.value)
+
+
+def test_a_matrix_path_that_is_not_a_regular_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="'/dev/null' is not a regular file; pass a TOML file to --mm-config"):
+        load_matrix("/dev/null")

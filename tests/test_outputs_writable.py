@@ -99,3 +99,12 @@ def test_save_baseline_into_a_file_stops_before_any_model_loads(pytester, tmp_pa
     result.stderr.fnmatch_lines([f"*the baseline folder of model 'tiny-clip' '{ro}/tiny-clip' cannot be written: "
                                  f"{ro} is a file, not a folder*"])
     assert "passed" not in result.stdout.str() and ro.read_text() == "not a folder"
+
+
+def test_a_records_path_that_is_a_folder_is_a_usage_error_naming_a_file_in_it(pytester, tmp_path):
+    pytester.makepyfile("def test_top1(mm):\n    pass\n")
+    result = pytester.runpytest_inprocess(f"--mm-records={tmp_path}", "-p", "no:cacheprovider")
+    assert result.ret == 4
+    result.stderr.fnmatch_lines([f"*--mm-records '{tmp_path}' is a folder; pass the path of a records file, e.g. "
+                                 f"--mm-records '{tmp_path / 'records.jsonl'}'*"])
+    assert not (tmp_path.parent / f"{tmp_path.name}.d").exists()

@@ -120,6 +120,8 @@ def _without_knock_ons(problems: list[str], raw: dict) -> list[str]:
 def _parsed(path: Path) -> dict:
     if path.is_dir():
         raise ConfigError(f"matrix file {str(path)!r} is a folder; pass the TOML file inside it to --mm-config")
+    if path.exists() and not path.is_file():  # a device, a pipe, a socket
+        raise ConfigError(f"matrix file {str(path)!r} is not a regular file; pass a TOML file to --mm-config")
     if not path.is_file():
         raise ConfigError(f"matrix file {str(path)!r} does not exist; pass an existing TOML file to --mm-config")
     try:
