@@ -680,3 +680,19 @@ def test_85_a_session_stopped_by_a_matrix_error_or_selecting_nothing_says_so_in_
     ends = [read_folder(f).ends["main"][0] for f in run_folders(records)]
     assert [e["exitstatus"] for e in ends] == [4, 5]
     assert "matrix error" in ends[0]["error"] and "backend = 'nope'" in ends[0]["error"]
+
+
+@pytest.mark.parametrize("bad_row", [0, 2, 6])
+def test_a_null_image_in_a_parquet_row_is_skipped_counted_and_named(tmp_path, monkeypatch, bad_row):
+    monkeypatch.delenv(sources.STRICT_IMAGES_ENV, raising=False)
+    path = photo_parquet(tmp_path / "p.parquet")
+    rows = Dataset.from_parquet(str(path))
+    images = list(rows.cast_column("image", ImageFeature(decode=False))["image"])
+    images.insert(bad_row, None)
+    labels = list(rows["label"])
+    labels.insert(bad_row, 0)
+    Dataset.from_dict({"image": images, "label": labels}, features=rows.features).to_parquet(str(path))
+    spec = DatasetSpec("pq", "parquet", str(path), "test", "label")
+    with pytest.warns(DataWarning, match=rf"1 of 7 images .* left out of every check: row {bad_row}: no image"):
+        loaded = load_checked(spec)
+    assert len(loaded.dataset) == 6 and all(im.size == (8, 8) for im in loaded.dataset["image"])

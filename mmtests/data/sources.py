@@ -277,6 +277,8 @@ def _check_image(value) -> tuple[str | None, Note | None]:
 
     from PIL import Image
 
+    if value is None:  # a null in the image column
+        return "no image (the row's image is empty)", None
     if not isinstance(value, dict):
         return None, None
     data, path = value.get("bytes"), value.get("path")
@@ -305,10 +307,11 @@ def _checked_images(spec: DatasetSpec, ds) -> tuple[list[SkippedImage], list[Con
                       desc=f"checking the images of {spec.name}", disable=len(ds) < 5000):
         for value in table.column(spec.image_column).to_pylist():
             reason, note = _check_image(value)
+            path = value.get("path") if isinstance(value, dict) else None
             if reason:
-                skipped.append(SkippedImage(row, value.get("path"), reason))
+                skipped.append(SkippedImage(row, path, reason))
             elif note:
-                converted.append(ConvertedImage(row, value.get("path"), note))
+                converted.append(ConvertedImage(row, path, note))
             row += 1
     return skipped, converted
 
