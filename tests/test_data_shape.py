@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from mmtests.config import DatasetSpec, load_matrix
-from mmtests.data.shape import at_most, check_class_names
+from mmtests.data.shape import at_most, check_class_names, check_question_rows
 from mmtests.data.sources import labels_and_class_names, load_checked
 from mmtests.errors import DataWarning, EntryError
 from mmtests.session.memo import Memo
@@ -158,3 +158,45 @@ def test_question_set_images_and_stability_samples_beyond_what_there_is(tmp_path
     texts = [str(w.message) for w in said if w.category is DataWarning]
     assert any(f"images = {images}" in t and f"({rows})" in t for t in texts) == (images > rows)
     assert any(f"single_sample = {single}" in t and f"({asked})" in t for t in texts) == (single > asked)
+
+
+GOOD_TEXT = st.text(min_size=1).filter(str.strip) | st.integers()
+BAD_TEXT = st.none() | st.just("") | st.just("  ") | st.booleans() | st.just(float("nan")) | st.lists(st.text())
+BOX = st.tuples(*[st.integers(0, 100)] * 4).filter(lambda b: b[0] < b[2] and b[1] < b[3]).map(list)
+BAD_BOX = st.none() | st.lists(st.integers(0, 100), max_size=3) | st.tuples(*[st.integers(0, 100)] * 4).filter(
+    lambda b: not (b[0] < b[2] and b[1] < b[3])).map(list) | st.just([0, 0, float("inf"), 5]) | st.just("0,0,5,5")
+
+
+@given(rows=st.lists(st.tuples(GOOD_TEXT | BAD_TEXT, GOOD_TEXT | BAD_TEXT, BOX | BAD_BOX), min_size=1, max_size=12),
+       boxed=st.booleans())
+def test_question_rows_without_a_question_an_answer_or_a_box_are_named(rows, boxed):
+    """A row scored against "None", or a box that is not one, would be a silently wrong figure: named instead."""
+    questions, answers, boxes = (list(column) for column in zip(*rows, strict=True))
+    def bad_text(v):
+        return isinstance(v, bool) or not isinstance(v, (str, int, float)) or not str(v).strip() or v != v
+    def bad_box(b):
+        return not (isinstance(b, list) and len(b) == 4 and all(isinstance(v, int) for v in b)
+                    and b[0] < b[2] and b[1] < b[3])
+    bad = [i for i, (q, a, b) in enumerate(rows) if bad_text(q) or bad_text(a) or boxed and bad_box(b)]
+    if not bad:
+        check_question_rows(questions, answers, boxes if boxed else None, "question set 'q'", "[question_sets.q]")
+        return
+    with pytest.raises(EntryError, match=rf"question set 'q': {len(bad)} of {len(rows)} rows cannot be asked and "
+                                         rf"scored \(row {bad[0]}: .*\[question_sets.q\]"):
+        check_question_rows(questions, answers, boxes if boxed else None, "question set 'q'", "[question_sets.q]")
+
+
+def test_a_question_set_with_an_unanswered_row_is_named_through_the_cache(tmp_path):
+    """End to end: a null answer in the dataset (an unlabelled row) is not scored against the text 'None'."""
+    data = tmp_path / "qa.parquet"
+    Dataset.from_dict({"image": [{"bytes": png((i, 0, 0)), "path": None} for i in range(3)],
+                       "question": ["q0?", "q1?", "q2?"], "answer": ["yes", None, "no"]},
+                      features=Features({"image": ImageFeature(), "question": Value("string"),
+                                         "answer": Value("string")})).to_parquet(str(data))
+    zoo = Path(__file__).resolve().parents[1] / "mmtests" / "zoo"
+    (tmp_path / "m.toml").write_text(MATRIX.format(zoo=zoo, data=data, images=3, single=1))
+    vlms = VLMCache(load_matrix(str(tmp_path / "m.toml")), torch.device("cpu"), 4, False, Memo(),
+                    dataset=lambda spec: load_checked(spec).dataset)
+    with pytest.raises(EntryError, match=r"question set 'qa' \(dataset 'scenes'\): 1 of 3 rows cannot be asked and "
+                                         r"scored \(row 1: answer None\)"):
+        vlms.questions("qa")

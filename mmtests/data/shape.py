@@ -6,10 +6,15 @@
 - `check_class_names`: the class list zero-shot classifies among: two classes or more (among one, every
   prediction is right and the accuracy means nothing), none empty, none listed twice (two identical classifier
   columns would leave the prediction to tie-breaking). An EntryError naming the names and the fix.
+- `check_question_rows`: the rows of a question set read from dataset columns: a question and an expected answer
+  in every row (text, or a number said as text), a box of four finite numbers with x0 < x1 and y0 < y1 where the
+  set has a box column. A row without them would be scored against "None" or a box that is not one: an EntryError
+  naming the rows and the fix, never a silently wrong figure.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 
 from ..errors import DataWarning, EntryError
@@ -53,3 +58,30 @@ def check_class_names(names: list[str], what: str, where: str) -> None:
         raise EntryError(f"{what}: class names listed more than once ({listed}) among {len(names)}: their "
                          "classifier columns would be identical and the prediction between them decided by "
                          f"tie-breaking; give each class its own name ('classnames' in {where}), or merge the classes")
+
+
+def _row_problem(question, answer, box, boxed: bool) -> str | None:
+    for key, value in (("question", question), ("answer", answer)):
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)) or not str(value).strip() \
+                or isinstance(value, float) and not math.isfinite(value):
+            return f"{key} {value!r}"
+    if not boxed:
+        return None
+    numbers = isinstance(box, (list, tuple)) and len(box) == 4 and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box)
+    if not numbers or not (box[0] < box[2] and box[1] < box[3]):
+        return f"box {box!r} (four numbers x0, y0, x1, y1 in pixels, x0 < x1 and y0 < y1)"
+    return None
+
+
+def check_question_rows(questions: list, answers: list, boxes: list | None, what: str, where: str) -> None:
+    """Every row of a question set read from columns has a question, an expected answer and, with a box column,
+    a box; else an EntryError naming the rows (and how many) and the fix."""
+    bad = [(i, problem) for i, (q, a, b) in enumerate(zip(questions, answers, boxes or [None] * len(questions),
+                                                            strict=True))
+           if (problem := _row_problem(q, a, b, boxes is not None))]
+    if bad:
+        shown = "; ".join(f"row {i}: {problem}" for i, problem in bad[:NAMED])
+        raise EntryError(f"{what}: {len(bad)} of {len(questions)} rows cannot be asked and scored ({shown}"
+                         f"{'; ...' if len(bad) > NAMED else ''}); give every row a question and its answer (and a "
+                         f"box), or leave those rows out of the dataset ({where})")

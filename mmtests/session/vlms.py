@@ -18,7 +18,7 @@ from ..adapters.llava import Generation, VisionLanguageModel
 from ..config import AttentionCheck, DatasetSpec, Matrix, QuestionSet
 from ..data.facts import COLOURS, SHAPES
 from ..data.images import to_rgb
-from ..data.shape import at_most
+from ..data.shape import at_most, check_question_rows
 from ..data.shapes_qa import QA, question_set
 from ..errors import EntryError
 from ..evaluation import attention as A
@@ -134,7 +134,10 @@ class VLMCache:
                              "question_column / answer_column / kind_column / bbox_column in [question_sets."
                              f"{name}]")
         groups = ds[qset.kind_column] if qset.kind_column else [None] * len(ds)
-        boxes = ds[qset.bbox_column] if qset.bbox_column else [None] * len(ds)
+        boxes = list(ds[qset.bbox_column]) if qset.bbox_column else None
+        check_question_rows(list(ds[qset.question_column]), list(ds[qset.answer_column]), boxes,
+                            f"question set {name!r} (dataset {qset.dataset!r})", f"[question_sets.{name}]")
+        boxes = [None] * len(ds) if boxes is None else boxes
 
         def qa_of(q, a, group):  # a POPE set's category column names the set; otherwise it is the kind
             if qset.kind == "pope":
