@@ -186,3 +186,14 @@ def test_a_run_whose_figure_lines_are_all_unreadable_is_still_the_one_reported(t
     built = build(records, tmp_path / "out")
     assert built.report.parent.name == RUN["run_id"] and built.unreadable
     assert "**1 figure line could not be read** (value '0.4' is a str, not a number)" in built.report.read_text()
+
+
+@pytest.mark.parametrize("matrix", [None, "my.toml"])
+def test_detection_power_says_which_models_the_faults_were_applied_to(matrix):
+    from mmtests.report.markdown import detection_power
+
+    faults = {"faults": [{"name": "noise", "what": "weights", "red": ["a"], "caught": True}], "detection_rate": 1.0,
+              "clean": [{}], "false_alarms": 0, **({"matrix": matrix} if matrix else {})}
+    text = detection_power(faults)
+    assert ("copies of the model folders of `my.toml`" in text) == bool(matrix)
+    assert ("the embedded zoo" in text) == (not matrix) and "Detection rate: **100%**" in text

@@ -199,8 +199,10 @@ def detection_power(faults: dict | None) -> str:
     clean = faults.get("clean") or []
     alarms = "" if not clean else (f" False alarms on {len(clean)} clean reruns (other batch sizes and thread "
                                    f"counts): **{faults.get('false_alarms')}**.")
-    return (f"Silent faults applied to the embedded zoo, default matrix run against the committed baselines "
-            f"(`python -m mmtests.faults`). Detection rate: **{faults['detection_rate']:.0%}**.{alarms}\n\n"
+    where = (f"copies of the model folders of `{faults['matrix']}`, run against their baselines "
+             f"(`python -m mmtests.faults --mm-config {faults['matrix']}`)" if faults.get("matrix") else
+             "the embedded zoo, default matrix run against the committed baselines (`python -m mmtests.faults`)")
+    return (f"Silent faults applied to {where}. Detection rate: **{faults['detection_rate']:.0%}**.{alarms}\n\n"
             + _table(rows, ["fault", "what", "red checks", "e.g.", "caught"], formatted=True))
 
 
