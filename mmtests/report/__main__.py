@@ -234,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="flag a benchmark whose items/s fell by more than this fraction since the previous run (default 0.05)")
     ap.add_argument("--max-accuracy-drop", type=float, default=DEFAULT_THRESHOLDS.max_accuracy_drop, metavar="ABSOLUTE",
                     help="flag a figure that fell by more than this since the previous run (default 0.01: one point)")
+    ap.add_argument("--throughput-nights", type=int, default=DEFAULT_THRESHOLDS.throughput_nights, metavar="N",
+                    help="judge items/s against the median of the last N runs on the same machine (default 5; 1: the "
+                         "previous run only)")
     ap.add_argument("--compare-fail", action="store_true", help="exit 3 when any figure regressed beyond the thresholds")
     args = ap.parse_args(argv)
     if not run_folders(args.records):
@@ -246,8 +249,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"mmtests.report: records file {args.records} is empty: nothing was recorded (did the session run "
                   "any mmtests check?); run pytest first, with the checks selected", file=sys.stderr)
             return 2
-    built = build(args.records, args.out, args.benchmarks, args.history,
-                  Thresholds(args.max_throughput_drop, args.max_accuracy_drop), args.faults, args.run)
+    thresholds = Thresholds(args.max_throughput_drop, args.max_accuracy_drop, max(1, args.throughput_nights))
+    built = build(args.records, args.out, args.benchmarks, args.history, thresholds, args.faults, args.run)
     latest = "" if built.latest else " (latest.md shows a newer run and was left as it was)"
     print(f"report written to {built.report}" + (f" and {args.out / 'latest.md'}" if built.latest else latest))
     if built.incomplete:
