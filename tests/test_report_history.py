@@ -347,3 +347,4 @@ def test_the_report_says_which_throughput_reference_it_used(tmp_path):
     assert f"Throughput is compared with the median of the last 3 runs on this machine ({', '.join(run_ids[2::-1])};" \
         in text
     assert "median of 3 of 3 runs" in text
+    assert "![trend over the last runs](trend.png)" in text and (built.report.parent / "trend.png").is_file()

@@ -223,7 +223,7 @@ class Unreadable(ValueError):
     """A history file that is JSON but not a run's snapshot; its text says what is wrong."""
 
 
-def _read(path: Path) -> dict:
+def read_snapshot(path: Path) -> dict:
     """A run's snapshot, checked: a file without its figures and benchmarks lists is no run to compare with (read
     as one, every figure would be "new" and a regression against an older run missed)."""
     data = json.loads(path.read_text())
@@ -248,7 +248,7 @@ def compare_with_previous(history: Path, run: Run, snap: dict, thresholds: Thres
         if len(nights) >= max(1, thresholds.throughput_nights):
             break
         try:
-            night = _read(path)
+            night = read_snapshot(path)
             if not nights:
                 compare(night, snap, thresholds)  # the previous run must compare whole, or the next one is used
         except (ValueError, KeyError, TypeError, AttributeError, OSError) as err:  # JSON and UTF-8 errors included
