@@ -58,6 +58,7 @@ class MMSession:
 
         from .figures.baseline_store import BaselineWriter
         from .figures.record_writer import environment
+        from .progress import for_pytest
         from .runrecords import session_writer
         from .session.encoders import DualEncoderCache
         from .session.memo import Memo
@@ -71,9 +72,11 @@ class MMSession:
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
         device = session_device(config)
         batch_size, online, memo = config.getoption("--mm-batch-size"), config.getoption("--mm-online"), Memo()
-        self.encoders = DualEncoderCache(self.matrix, device, batch_size, online, memo=memo,
+        progress = for_pytest(config)
+        self.encoders = DualEncoderCache(self.matrix, device, batch_size, online, memo=memo, progress=progress,
                                          strict_images=True if config.getoption("--mm-strict-images") else None)
-        self.vlms = VLMCache(self.matrix, device, batch_size, online, memo, dataset=self.encoders.dataset)
+        self.vlms = VLMCache(self.matrix, device, batch_size, online, memo, dataset=self.encoders.dataset,
+                             progress=progress)
         self.environment = environment(str(device), str(self.matrix.path))
         self.records = session_writer(config, self.environment)
         self.artifacts = self.records.folder / "artifacts"  # per run: a crashed run keeps the last report's pictures

@@ -284,3 +284,67 @@ def test_a_history_file_carries_its_format_and_a_newer_one_is_not_misread(tmp_pa
     readable = version in (None, 1) and version is not True
     assert (f"Compared with run {RUN_IDS[0]}" in text) == readable
     assert ("not one this mmtests reads" in text) == (not readable)
+
+
+def _night(run_id: str, items_per_s: float, machine: str = "cpu A", **info) -> dict:
+    return {"run_id": run_id, "benchmark_machine": machine, "figures": [], "benchmarks": [
+        {"name": "b", "fullname": "f::b", "median_s": 1 / items_per_s, "items_per_s": items_per_s, **info}]}
+
+
+def _verdicts_over(speeds: list[float], thresholds=history.DEFAULT_THRESHOLDS, **last_info) -> list[str]:
+    """Each night's throughput verdict against the nights before it, as the report judges them."""
+    snaps = [_night(f"2026010{i}", s) for i, s in enumerate(speeds)]
+    snaps[-1]["benchmarks"][0].update(last_info)
+    out = []
+    for i in range(1, len(snaps)):
+        nights = snaps[:i][::-1][:thresholds.throughput_nights]
+        result = history.compare(nights[0], snaps[i], thresholds, nights)
+        out.append(result.deltas[0].verdict)
+    return out
+
+
+def test_a_slide_of_4_percent_a_night_trips_the_5_percent_threshold():
+    slide = [100 * 0.96**i for i in range(6)]
+    verdicts = _verdicts_over(slide)
+    assert "regression" in verdicts
+    assert verdicts[-1] == "regression"  # 5 nights down: 11.5% below the median of the 5 before
+    # judged against the previous night only, it never trips
+    assert _verdicts_over(slide, history.Thresholds(throughput_nights=1)) == ["same"] * 5
+
+
+@pytest.mark.parametrize("noisy", [80.0, 125.0])
+def test_a_single_noisy_night_does_not_trip_the_nights_after_it(noisy):
+    verdicts = _verdicts_over([100, 101, 99, 100, noisy, 100, 99])
+    assert verdicts[3] != "same"  # the noisy night itself stands out
+    assert verdicts[4:] == ["same", "same"]  # the nights after it are judged against the median, not against it
+    # against the previous night alone, the night after it would be flagged
+    assert _verdicts_over([100, 101, 99, 100, noisy, 100], history.Thresholds(throughput_nights=1))[-1] != "same"
+
+
+def test_a_contended_night_is_left_out_of_the_median_and_never_judged():
+    thresholds = history.DEFAULT_THRESHOLDS
+    nights = [_night("3", 60.0, contended="other processes used 40% of the CPUs"), _night("2", 100.0), _night("1", 100.0)]
+    result = history.compare(nights[0], _night("4", 100.0), thresholds, nights)
+    assert (result.deltas[0].previous, result.deltas[0].verdict) == (100.0, "same")
+    assert result.deltas[0].reference == "median of 2 of 3 runs"
+    slow = history.compare(nights[0], _night("4", 50.0, contended="busy"), thresholds, nights)
+    assert slow.deltas[0].verdict == "not judged"
+
+
+def test_nights_on_another_machine_are_not_a_reference():
+    nights = [_night("2", 100.0, machine="cpu B"), _night("1", 50.0)]
+    result = history.compare(nights[0], _night("3", 100.0), history.DEFAULT_THRESHOLDS, nights)
+    assert result.throughput_runs == ("1",)
+    assert result.deltas[0].verdict == "improvement"
+
+
+def test_the_report_says_which_throughput_reference_it_used(tmp_path):
+    out = tmp_path / "out"
+    run_ids = [f"2026010{i}T000000Z" for i in range(1, 5)]
+    for run_id, speed in zip(run_ids, (100.0, 100.0, 100.0, 80.0), strict=True):
+        built = build(records(tmp_path, run_id, 0.9), out, benchmarks(tmp_path, run_id, speed))
+    text = squeezed(built)
+    assert f"Throughput is compared with the median of the last 3 runs on this machine ({', '.join(run_ids[2::-1])};" \
+        in text
+    assert "median of 3 of 3 runs" in text
+    assert "![trend over the last runs](trend.png)" in text and (built.report.parent / "trend.png").is_file()

@@ -11,7 +11,10 @@ then a statement about the neighbours, not the model. Two measures, taken before
   Steal (time a hypervisor gave the CPU to another machine) counts as other work.
 
 A figure is *contended* when other processes took more than `CONTENDED_SHARE` of the CPUs. On CUDA the
-compute processes of other PIDs on the device (`nvidia-smi`) are counted too.
+compute processes on the devices this process uses, other than this process and its children, are counted too:
+through NVML (`pynvml`, the `gpu` extra) per device, else `nvidia-smi` over every visible device. In a container
+without the host's PID namespace NVML and nvidia-smi report host PIDs, which match none of ours: every process
+on the device then counts as another one (an overcount, never an undercount).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import shutil
 import subprocess
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..figures.metrics import CONTENDED_SHARE
 
@@ -65,8 +69,37 @@ def other_cpu_share(before: Sample, after: Sample) -> float | None:
     return min(1.0, max(0.0, others / (wall * after.cpus)))
 
 
-def gpu_other_processes() -> int | None:
-    """Compute processes of other PIDs on the visible NVIDIA devices; None where nvidia-smi cannot say."""
+def _own_pids() -> set[int]:
+    """This process and its descendants (Linux: from /proc; elsewhere this process alone)."""
+    parent_of = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()  # after the command name, which may hold spaces
+            parent_of[int(stat.parent.name)] = int(fields[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    own, grew = {os.getpid()}, True
+    while grew:
+        children = {pid for pid, parent in parent_of.items() if parent in own} - own
+        own |= children
+        grew = bool(children)
+    return own
+
+
+def _nvml_other_processes(devices: list[int], nvml) -> int:
+    """Compute processes on the given device indices, other than ours, through NVML."""
+    nvml.nvmlInit()
+    try:
+        pids = set()
+        for index in devices:
+            handle = nvml.nvmlDeviceGetHandleByIndex(index)
+            pids |= {p.pid for p in nvml.nvmlDeviceGetComputeRunningProcesses(handle)}
+        return len(pids - _own_pids())
+    finally:
+        nvml.nvmlShutdown()
+
+
+def _nvidia_smi_other_processes() -> int | None:
     if not shutil.which("nvidia-smi"):
         return None
     try:
@@ -75,7 +108,50 @@ def gpu_other_processes() -> int | None:
     except (OSError, subprocess.SubprocessError):
         return None
     pids = {int(p) for p in out.split() if p.strip().isdigit()}
-    return len(pids - {os.getpid()})
+    return len(pids - _own_pids())
+
+
+def gpu_other_processes(devices: list[int] | None = None) -> int | None:
+    """Compute processes other than this one and its children on the NVIDIA devices this process uses (NVML
+    indices; None: from `CUDA_VISIBLE_DEVICES`, every device when it is unset); through NVML where `pynvml` is
+    installed, else nvidia-smi (every device, so an xdist worker pinned to one GPU counts its siblings); None where
+    neither can say."""
+    try:
+        import pynvml
+    except ImportError:
+        pynvml = None
+    if pynvml is not None:
+        try:
+            return _nvml_other_processes(visible_devices(pynvml) if devices is None else devices, pynvml)
+        except pynvml.NVMLError:  # no driver, no device: nvidia-smi may still say
+            pass
+    return _nvidia_smi_other_processes()
+
+
+def visible_devices(nvml) -> list[int]:
+    """NVML indices of the devices CUDA_VISIBLE_DEVICES names (indices or UUIDs; every device when it is unset).
+    An entry that matches no device ends the list, as CUDA reads it."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    nvml.nvmlInit()
+    try:
+        count = nvml.nvmlDeviceGetCount()
+        if visible is None:
+            return list(range(count))
+        uuids = {}
+        for index in range(count):
+            uuid = nvml.nvmlDeviceGetUUID(nvml.nvmlDeviceGetHandleByIndex(index))
+            uuids[uuid.decode() if isinstance(uuid, bytes) else uuid] = index
+        out = []
+        for entry in (e.strip() for e in visible.split(",") if e.strip()):
+            if entry.isdigit() and int(entry) < count:
+                out.append(int(entry))
+            elif (match := [i for u, i in uuids.items() if u.startswith(entry)]) and len(match) == 1:
+                out.append(match[0])
+            else:
+                break
+        return out
+    finally:
+        nvml.nvmlShutdown()
 
 
 def figures(before: Sample, after: Sample, cuda: bool = False) -> dict:

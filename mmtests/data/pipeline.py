@@ -5,7 +5,7 @@ Two ways from stored images to the pixels a dual encoder takes:
 - **PIL** (the default): rows decoded as `datasets` decodes them and converted to RGB by the one rule
   (`images.to_rgb`: alpha on white, 16-bit and float values scaled, the first frame), preprocessed by the model's
   own `preprocess` (bit-identical to open_clip's or the image processor's per-image transform).
-- **Tensors** (`gpu_decode`): the stored JPEG bytes decoded by `torchvision.io.decode_jpeg` on the device
+- **Tensors** (`gpu_decode`): the stored JPEG bytes decoded by TorchCodec (else `torchvision.io.decode_jpeg`) on the device
   (nvJPEG on CUDA), then the model's `PixelRecipe` (resize, centre crop, normalise) as tensor arithmetic on the
   same device. Images in other formats (and JPEGs in CMYK) are decoded by PIL in the workers, converted by the
   same rule, and join the batch as pixels.
@@ -173,32 +173,54 @@ def _oriented(image: torch.Tensor, orientation: int) -> torch.Tensor:
     return image
 
 
+def jpeg_decoder():
+    """`decode(data, device) -> list of RGB uint8 CHW tensors` from a list of 1-D uint8 tensors of JPEG bytes:
+    TorchCodec's where it is installed (torchvision's image decoders are deprecated since 0.29 in its favour),
+    else torchvision's, which decodes a list in one batched nvJPEG call on CUDA. Its warning of the deprecation is
+    silenced here, the one place that calls it. (TorchCodec's decoder is not run on a GPU by mmtests' tests yet.)"""
+    try:
+        from torchcodec.decoders import decode_jpeg as codec_jpeg
+    except ImportError:
+        codec_jpeg = None
+    if codec_jpeg is not None:
+        def decode(data: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+            return [codec_jpeg(d, mode="RGB", device=device) for d in data]
+
+        return decode
+
+    import warnings
+
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    def decode(data: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*TorchCodec.*")
+            return list(decode_jpeg(data, mode=ImageReadMode.RGB, device=device))
+
+    return decode
+
+
 def _decode_jpegs(images: list[EncodedImage], device: torch.device, desc: str, ds, column: str) -> list[torch.Tensor]:
     """The JPEGs decoded on `device` and turned by their EXIF orientation, in one call (nvJPEG batches them on
     CUDA). When the batch fails, image by image: one the device's decoder cannot read but PIL can (a JPEG variant
     nvJPEG does not support) is decoded by PIL as `datasets` decodes it; one PIL cannot read either is an
     EntryError naming its row."""
-    import warnings
-
-    from torchvision.io import ImageReadMode, decode_jpeg
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # torchvision 0.29: decoding moves to TorchCodec
+    decode = jpeg_decoder()
+    try:
+        decoded = decode([im.data for im in images], device)
+        return [_oriented(pixels, im.orientation) for pixels, im in zip(decoded, images, strict=True)]
+    except RuntimeError:
+        pass
+    out = []
+    for im in images:
         try:
-            decoded = decode_jpeg([im.data for im in images], mode=ImageReadMode.RGB, device=device)
-            return [_oriented(pixels, im.orientation) for pixels, im in zip(decoded, images, strict=True)]
+            out.append(_oriented(decode([im.data], device)[0], im.orientation))
         except RuntimeError:
-            pass
-        out = []
-        for im in images:
-            try:
-                out.append(_oriented(decode_jpeg(im.data, mode=ImageReadMode.RGB, device=device), im.orientation))
-            except RuntimeError:
-                if ds is None:
-                    raise
-                pil = decoded_images(ds, column, range(im.row, im.row + 1), desc)[0]  # raises naming the row
-                out.append(_pil_pixels(pil).to(device))  # turned by datasets already
-        return out
+            if ds is None:
+                raise
+            pil = decoded_images(ds, column, range(im.row, im.row + 1), desc)[0]  # raises naming the row
+            out.append(_pil_pixels(pil).to(device))  # turned by datasets already
+    return out
 
 
 def _resized_shape(height: int, width: int, recipe) -> tuple[int, int]:

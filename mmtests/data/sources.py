@@ -113,7 +113,7 @@ def load_images_and_labels(spec: DatasetSpec, strict_images: bool | None = None)
     return load_checked(spec, strict_images).dataset
 
 
-def load_checked(spec: DatasetSpec, strict_images: bool | None = None) -> LoadedDataset:
+def load_checked(spec: DatasetSpec, strict_images: bool | None = None, progress=None) -> LoadedDataset:
     """The split a dataset entry names, checked for its image and label columns, its class folders and its images.
 
     Every image is decoded once here (the shapes world's excepted: its cache carries a content digest). One that
@@ -157,7 +157,7 @@ def load_checked(spec: DatasetSpec, strict_images: bool | None = None) -> Loaded
                          f"[datasets.{spec.name}] at a split with images")
     if spec.source == "shapes":  # rendered by mmtests and verified against the cache's content digest
         return LoadedDataset(ds)
-    skipped, converted = _checked_images(spec, ds)
+    skipped, converted = _checked_images(spec, ds, progress)
     if not skipped:
         _warn_converted(spec, len(ds), converted)
         return LoadedDataset(ds, converted=tuple(converted))
@@ -296,15 +296,15 @@ def _check_image(value) -> tuple[str | None, Note | None]:
         return f"{err.__class__.__name__}: {first[:200]}", None
 
 
-def _checked_images(spec: DatasetSpec, ds) -> tuple[list[SkippedImage], list[ConvertedImage]]:
+def _checked_images(spec: DatasetSpec, ds, progress=None) -> tuple[list[SkippedImage], list[ConvertedImage]]:
     """Every row's image decoded once (from its stored bytes or file), in order; the ones that fail, and the ones
-    the RGB rule changes."""
-    from tqdm.auto import tqdm
-
+    the RGB rule changes. `progress(task, done, total, unit)`, when given, is told the rows checked."""
     raw = ds.select_columns([spec.image_column]).with_format("arrow")
     skipped, converted, row = [], [], 0
-    for table in tqdm(raw.iter(batch_size=256), total=(len(ds) + 255) // 256, leave=False,
-                      desc=f"checking the images of {spec.name}", disable=len(ds) < 5000):
+    task = f"checking the images of {spec.name}"
+    for table in raw.iter(batch_size=256):
+        if progress is not None:
+            progress(task, row, len(ds), "images")
         for value in table.column(spec.image_column).to_pylist():
             reason, note = _check_image(value)
             path = value.get("path") if isinstance(value, dict) else None
@@ -313,6 +313,8 @@ def _checked_images(spec: DatasetSpec, ds) -> tuple[list[SkippedImage], list[Con
             elif note:
                 converted.append(ConvertedImage(row, path, note))
             row += 1
+    if progress is not None:
+        progress(task, row, len(ds), "images")
     return skipped, converted
 
 

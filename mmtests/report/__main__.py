@@ -24,7 +24,8 @@ from ..figures.record_files import anchored, atomic_write, merged, run_folders
 from ..figures.record_reader import Run, benchmark_sweeps, read_run
 from . import llava, markdown
 from .history import DEFAULT_THRESHOLDS, Thresholds, append, compare_with_previous, snapshot
-from .plots import accuracy_by_prompt_set, throughput_by_batch_size
+from .plots import accuracy_by_prompt_set, prompt_gains, throughput_by_batch_size
+from .trend import recent, trend_plot
 
 
 class Built(NamedTuple):
@@ -87,7 +88,9 @@ def build(records: Path, out: Path, benchmarks: Path | None = None, history: Pat
         (staging / "records.jsonl").write_bytes(merged(run.sources))
         if samples:
             (staging / samples).write_bytes(merged(run.samples))
-        text = _render(run, staging, bench, detection, comparison, thresholds, samples)
+        trend = _safe(run, "trend plot", trend_plot, recent(history, snap), _gate_metrics(run),
+                      staging / "trend.png", default=None)
+        text = _render(run, staging, bench, detection, comparison, thresholds, samples, trend)
         (staging / "report.md").write_text(text)
         if run.complete is not False:
             append(history, snap)
@@ -113,7 +116,13 @@ def _measured_nothing(shown: Run, run: Run) -> str:
     return f"{which}, run {run.run_id}, recorded no figure: {run.ending()}; this report shows the earlier run {shown.run_id}"
 
 
-def _render(run: Run, run_dir: Path, bench, detection, comparison, thresholds: Thresholds, samples: str | None) -> str:
+def _gate_metrics(run: Run) -> set[str]:
+    """The metrics this run judged against a baseline (the gates'), drawn in the trend."""
+    return {f["metric"] for f in run.figures if f.get("bound_kind") == "baseline"}
+
+
+def _render(run: Run, run_dir: Path, bench, detection, comparison, thresholds: Thresholds, samples: str | None,
+            trend: Path | None = None) -> str:
     def safe(name, render, *args):
         return _safe(run, f"{name} section", render, *args)
 
@@ -134,6 +143,7 @@ def _render(run: Run, run_dir: Path, bench, detection, comparison, thresholds: T
         "## Summary", safe("summary", markdown.summary, run),
         "## Gates against the known-good baselines", safe("baseline gates", markdown.baseline_gates, run, samples),
         "## Changes since the previous run", safe("changes", markdown.deltas, comparison, thresholds),
+        f"![trend over the last runs]({trend.name})" if trend else "",
         "## CLIP zero-shot top-1",
         "Rows: model and dataset; columns: prompt sets. ✅/❌ mark figures checked against a threshold.",
         safe("zero-shot", markdown.zero_shot, run),
@@ -145,6 +155,8 @@ def _render(run: Run, run_dir: Path, bench, detection, comparison, thresholds: T
         "## Prompt-engineering gains",
         "Paired top-1 difference on the same images, with its standard error.",
         safe("prompt-gain", markdown.prompt_gains, run),
+        _picture("prompt gains with 95% intervals", safe("prompt-gain plot", prompt_gains, run.select("prompt_gain", "gain"),
+                                                          run_dir / "prompt_gains.png")),
         "## Zero-shot details", safe("zero-shot details", markdown.secondary_metrics, run),
         *(safe("LLaVA", llava.section, run, run_dir) or []),
         "## Benchmarks", safe("benchmark", markdown.benchmarks, bench),
@@ -159,6 +171,10 @@ def _render(run: Run, run_dir: Path, bench, detection, comparison, thresholds: T
     if run.problems:
         sections += ["## Problems reading the records", "\n".join(f"- {p}" for p in run.problems)]
     return "\n\n".join(s for s in sections if s) + "\n"
+
+
+def _picture(alt: str, path: Path | None) -> str:
+    return f"![{alt}]({path.name})" if path else ""
 
 
 def _put_in_place(new: Path, target: Path) -> None:
@@ -234,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="flag a benchmark whose items/s fell by more than this fraction since the previous run (default 0.05)")
     ap.add_argument("--max-accuracy-drop", type=float, default=DEFAULT_THRESHOLDS.max_accuracy_drop, metavar="ABSOLUTE",
                     help="flag a figure that fell by more than this since the previous run (default 0.01: one point)")
+    ap.add_argument("--throughput-nights", type=int, default=DEFAULT_THRESHOLDS.throughput_nights, metavar="N",
+                    help="judge items/s against the median of the last N runs on the same machine (default 5; 1: the "
+                         "previous run only)")
     ap.add_argument("--compare-fail", action="store_true", help="exit 3 when any figure regressed beyond the thresholds")
     args = ap.parse_args(argv)
     if not run_folders(args.records):
@@ -246,8 +265,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"mmtests.report: records file {args.records} is empty: nothing was recorded (did the session run "
                   "any mmtests check?); run pytest first, with the checks selected", file=sys.stderr)
             return 2
-    built = build(args.records, args.out, args.benchmarks, args.history,
-                  Thresholds(args.max_throughput_drop, args.max_accuracy_drop), args.faults, args.run)
+    thresholds = Thresholds(args.max_throughput_drop, args.max_accuracy_drop, max(1, args.throughput_nights))
+    built = build(args.records, args.out, args.benchmarks, args.history, thresholds, args.faults, args.run)
     latest = "" if built.latest else " (latest.md shows a newer run and was left as it was)"
     print(f"report written to {built.report}" + (f" and {args.out / 'latest.md'}" if built.latest else latest))
     if built.incomplete:

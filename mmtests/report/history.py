@@ -6,13 +6,16 @@ the metric table says otherwise) and every benchmark
 (name, median seconds, items/s). Files are only ever added, whole (written aside, then linked into
 place), and only for runs that finished: a run already in the history is left as it was. The previous
 run is the newest readable file whose run id sorts before this one (run ids are UTC timestamps); when
-there is none the report says so and shows no deltas.
+there is none the report says so and shows no deltas. Figures are compared with the previous run; throughput
+with the median of the last `throughput_nights` readable runs on the same machine (a slow slide adds up there,
+and one noisy night does not move it).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,8 +30,9 @@ FORMAT = 1
 
 @dataclass(frozen=True)
 class Thresholds:
-    max_throughput_drop: float = 0.05  # relative: 0.05 flags a run 5% slower than the previous one
+    max_throughput_drop: float = 0.05  # relative: 0.05 flags a run 5% slower than its reference
     max_accuracy_drop: float = 0.01  # absolute: 0.01 is one point of accuracy
+    throughput_nights: int = 5  # throughput's reference: the median of this many earlier runs (1: the previous run)
 
 
 DEFAULT_THRESHOLDS = Thresholds()
@@ -42,11 +46,13 @@ class Delta:
     current: float
     change: float  # absolute for accuracy, relative for throughput
     verdict: str  # "regression", "improvement", "same", or "not judged" (contended or widely spread figures)
+    reference: str = ""  # what `previous` is when it is not the previous run's figure ("median of 5 runs")
 
 
 @dataclass
 class Comparison:
     previous_run: str | None = None
+    throughput_runs: tuple[str, ...] = ()  # the runs throughput was compared with, newest first
     deltas: list[Delta] = field(default_factory=list)
     new: int = 0  # figures this run has and the previous one had not
     gone: int = 0  # the other way round
@@ -146,8 +152,9 @@ def _by(rows: list[dict], *fields: str) -> dict[tuple, dict]:
     return {tuple(r[f] for f in fields): r for r in rows}
 
 
-def compare(prev: dict, cur: dict, thresholds: Thresholds) -> Comparison:
-    """Deltas of the figures two runs share, judged against `thresholds`."""
+def compare(prev: dict, cur: dict, thresholds: Thresholds, nights: list[dict] | None = None) -> Comparison:
+    """Deltas of the figures two runs share, judged against `thresholds`; throughput against the median of
+    `nights` (earlier runs, newest first; default: `prev` alone)."""
     out = Comparison(prev.get("run_id"))
     p_figs = _by(prev.get("figures", []), "suite", "test_id", "metric")
     c_figs = _by(cur.get("figures", []), "suite", "test_id", "metric")
@@ -162,25 +169,44 @@ def compare(prev: dict, cur: dict, thresholds: Thresholds) -> Comparison:
         verdict = "same" if direction == "neutral" else _verdict(better, thresholds.max_accuracy_drop)
         out.deltas.append(Delta("accuracy", f"{key[1]} {key[2]}", before, now, now - before, verdict))
 
+    _throughput(out, prev, cur, (nights or [prev])[:max(1, thresholds.throughput_nights)], thresholds)
     p_bench, c_bench = _by(prev.get("benchmarks", []), "fullname"), _by(cur.get("benchmarks", []), "fullname")
-    shared = sorted(p_bench.keys() & c_bench.keys())
-    if shared and prev.get("benchmark_machine") != cur.get("benchmark_machine"):
-        out.notes.append(f"the previous benchmarks ran on {prev.get('benchmark_machine')}, these on "
-                         f"{cur.get('benchmark_machine')}: throughput is not compared")
-        shared = []
-    for key in shared:
-        before, now = p_bench[key].get("items_per_s"), c_bench[key].get("items_per_s")
-        if before and now:
-            change = now / before - 1
-            verdict = _verdict(change, thresholds.max_throughput_drop)
-            if verdict != "same" and (unsure := _unreliable(p_bench[key], "previous") or _unreliable(c_bench[key], "this")):
-                verdict = "not judged"
-                out.notes.append(f"{c_bench[key]['name']}: {change:+.1%} not judged ({unsure})")
-            out.deltas.append(Delta("throughput", c_bench[key]["name"], before, now, change, verdict))
-
     out.new = len(c_figs.keys() - p_figs.keys()) + len(c_bench.keys() - p_bench.keys())
     out.gone = len(p_figs.keys() - c_figs.keys()) + len(p_bench.keys() - c_bench.keys())
     return out
+
+
+def _throughput(out: Comparison, prev: dict, cur: dict, nights: list[dict], thresholds: Thresholds) -> None:
+    """Each benchmark's items/s against the median of its figures in `nights` run on this run's machine; a figure
+    taken while other processes were busy, or with widely spread rounds, is left out of the median, and a change
+    of such a figure is "not judged"."""
+    c_bench = _by(cur.get("benchmarks", []), "fullname")
+    machine = cur.get("benchmark_machine")
+    same = [n for n in nights if n.get("benchmark_machine") == machine]
+    if c_bench and not same and c_bench.keys() & _by(prev.get("benchmarks", []), "fullname").keys():
+        out.notes.append(f"the previous benchmarks ran on {prev.get('benchmark_machine')}, these on {machine}: "
+                         "throughput is not compared")
+        return
+    out.throughput_runs = tuple(n.get("run_id") for n in same)
+    by_night = [_by(n.get("benchmarks", []), "fullname") for n in same]
+    for key in sorted(c_bench):
+        now = c_bench[key].get("items_per_s")
+        earlier = [(b[key], n.get("run_id")) for b, n in zip(by_night, same, strict=True)
+                   if key in b and _number(b[key].get("items_per_s")) and b[key]["items_per_s"] > 0]
+        if not _number(now) or not now or not earlier:
+            continue
+        steady = [b["items_per_s"] for b, _ in earlier if not _unreliable(b, "")]
+        reference = statistics.median(steady) if steady else statistics.median(b["items_per_s"] for b, _ in earlier)
+        what = f"run {earlier[0][1]}" if len(earlier) == 1 else f"median of {len(steady)} of {len(earlier)} runs"
+        change = now / reference - 1
+        verdict = _verdict(change, thresholds.max_throughput_drop)
+        unsure = _unreliable(c_bench[key], "this") or (None if steady else
+                                                         _unreliable(earlier[0][0], f"run {earlier[0][1]}"))
+        if verdict != "same" and unsure:
+            verdict = "not judged"
+            out.notes.append(f"{c_bench[key]['name']}: {change:+.1%} not judged ({unsure})")
+        out.deltas.append(Delta("throughput", c_bench[key]["name"], reference, now, change, verdict,
+                                "" if len(earlier) == 1 else what))
 
 
 def _unreliable(bench: dict, which: str) -> str | None:
@@ -197,7 +223,7 @@ class Unreadable(ValueError):
     """A history file that is JSON but not a run's snapshot; its text says what is wrong."""
 
 
-def _read(path: Path) -> dict:
+def read_snapshot(path: Path) -> dict:
     """A run's snapshot, checked: a file without its figures and benchmarks lists is no run to compare with (read
     as one, every figure would be "new" and a regression against an older run missed)."""
     data = json.loads(path.read_text())
@@ -217,16 +243,23 @@ def _read(path: Path) -> dict:
 
 def compare_with_previous(history: Path, run: Run, snap: dict, thresholds: Thresholds) -> Comparison:
     """Compare a run with the newest readable run before it in the history (reads only)."""
-    notes = []
+    notes, nights = [], []
     for path in earlier(history, run.run_id, run.problems):
+        if len(nights) >= max(1, thresholds.throughput_nights):
+            break
         try:
-            comparison = compare(_read(path), snap, thresholds)
+            night = read_snapshot(path)
+            if not nights:
+                compare(night, snap, thresholds)  # the previous run must compare whole, or the next one is used
         except (ValueError, KeyError, TypeError, AttributeError, OSError) as err:  # JSON and UTF-8 errors included
             why = str(err) if isinstance(err, Unreadable) else f"{err.__class__.__name__}: {err}"
-            problem = f"previous run {path} could not be read ({why})"
+            problem = f"{'previous' if not nights else 'earlier'} run {path} could not be read ({why})"
             notes.append(f"{problem}; skipped")
             run.problems.append(problem)
             continue
-        comparison.notes[:0] = notes
-        return comparison
-    return Comparison(notes=[*notes, f"no earlier run in {history} to compare with"])
+        nights.append(night)
+    if not nights:
+        return Comparison(notes=[*notes, f"no earlier run in {history} to compare with"])
+    comparison = compare(nights[0], snap, thresholds, nights)
+    comparison.notes[:0] = notes
+    return comparison

@@ -8,7 +8,7 @@ from ..figures.artifacts import load_heatmaps
 from ..figures.record_reader import Run
 from ..figures.record_schema import bound_of
 from .markdown import MARK, _table, bounded
-from .plots import attention_heatmaps, per_layer_curves
+from .plots import accuracy_by_kind, attention_heatmaps, per_layer_curves
 
 
 def _fmt(figure: dict | None) -> str:
@@ -133,4 +133,7 @@ def section(run: Run, run_dir: Path) -> list[str]:
     out = ["## LLaVA"]
     for title, body in parts:
         out += [title, body]
+        if title.startswith("### Answers") and (plot := accuracy_by_kind(run.select("vlm_answers", "accuracy"),
+                                                                          run_dir / "llava_accuracy_by_kind.png")):
+            out.append(f"![LLaVA answer accuracy by kind, 95% intervals]({plot.name})")
     return out + pictures(run, run_dir)

@@ -400,10 +400,16 @@ def deltas(comparison: Comparison, thresholds: Thresholds) -> str:
                f"{len(comparison.deltas) - len(changed)} within "
                f"thresholds (accuracy ± {thresholds.max_accuracy_drop:.3f} absolute, throughput ± "
                f"{thresholds.max_throughput_drop:.0%}); {comparison.new} new figures, {comparison.gone} gone.")
+    runs = comparison.throughput_runs
+    if any(d.kind == "throughput" for d in comparison.deltas):
+        summary += (f" Throughput is compared with the median of the last {len(runs)} runs on this machine "
+                    f"({', '.join(runs)}; at most {thresholds.throughput_nights}, contended or widely spread figures "
+                    "left out of the median)." if len(runs) > 1 else f" Throughput is compared with run {runs[0]}.")
     parts.insert(0, summary)
     if changed:
-        rows = [[FLAG[d.verdict], d.kind, d.name, *_delta_cells(d)] for d in changed]
-        parts.append("\n" + _table(rows, ["", "kind", "figure", "previous", "current", "change"], formatted=True))
+        rows = [[FLAG[d.verdict], d.kind, d.name, *_delta_cells(d), d.reference or "previous run"] for d in changed]
+        parts.append("\n" + _table(rows, ["", "kind", "figure", "reference", "current", "change", "against"],
+                                    formatted=True))
     return "\n".join(parts)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..figures.intervals import figure_interval
+
 
 def accuracy_by_prompt_set(rows: list[dict], out: Path) -> Path | None:
     """Grouped bars: one group per (model, dataset), one bar per prompt set, threshold ticks."""
@@ -28,15 +30,87 @@ def accuracy_by_prompt_set(rows: list[dict], out: Path) -> Path | None:
         for j, ps in enumerate(present):
             x = i + (j - (len(present) - 1) / 2) * width
             ax.bar(x, figures[ps]["value"], width, color=colour_of[ps], label=None if ps in labelled else ps)
+            _error_bar(ax, x, figures[ps])
             labelled.add(ps)
             if figures[ps].get("threshold") is not None:
                 ax.hlines(figures[ps]["threshold"], x - width / 2, x + width / 2, colors="black", linewidth=1.5)
     ax.set_xticks(range(len(groups)), [f"{m}\n{d}" for m, d in groups], fontsize=8)
     ax.set_ylabel("zero-shot top-1")
     ax.set_ylim(0, 1.05)
-    ax.set_title("Zero-shot accuracy by prompt set (black ticks: thresholds)")
+    ax.set_title("Zero-shot accuracy by prompt set\n(black ticks: thresholds; grey bars: 95% Wilson intervals)", fontsize=10)
     ax.legend(fontsize=8, ncols=min(4, len(prompt_sets)), loc="upper center", bbox_to_anchor=(0.5, -0.18))
     ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def _error_bar(ax, x: float, figure: dict, horizontal: bool = False) -> None:
+    """The figure's 95% interval as an error bar (none for a figure without `n` or `stderr`)."""
+    interval = figure_interval(figure)
+    if interval is None:
+        return
+    value = figure["value"]
+    err = [[max(0.0, value - interval[0])], [max(0.0, interval[1] - value)]]
+    kw = {"xerr": err} if horizontal else {"yerr": err}
+    ax.errorbar(value if horizontal else x, x if horizontal else value, fmt="none", ecolor="dimgrey", elinewidth=1.2,
+                capsize=3, **kw)
+
+
+def accuracy_by_kind(rows: list[dict], out: Path) -> Path | None:
+    """LLaVA answer accuracy: one group per question kind, one bar per (model, question set), 95% intervals."""
+    if not rows:
+        return None
+    series = list(dict.fromkeys((r["model"], r["question_set"]) for r in rows))
+    kinds = list(dict.fromkeys(r["question_kind"] for r in rows))
+    plt = _pyplot()
+    by = {(r["model"], r["question_set"], r["question_kind"]): r for r in rows}
+    width, labelled = 0.8 / len(series), set()
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(kinds) * max(1, len(series) / 2) + 2), 4.2))
+    for j, (model, qset) in enumerate(series):
+        for i, kind in enumerate(kinds):
+            r = by.get((model, qset, kind))
+            if r is None or r.get("value") is None:
+                continue
+            x = i + (j - (len(series) - 1) / 2) * width
+            label = f"{model} ({qset})"
+            ax.bar(x, r["value"], width, color=plt.get_cmap("tab10")(j % 10), label=None if label in labelled else label)
+            labelled.add(label)
+            _error_bar(ax, x, r)
+            if r.get("threshold") is not None:
+                ax.hlines(r["threshold"], x - width / 2, x + width / 2, colors="black", linewidth=1.5)
+    ax.set_xticks(range(len(kinds)), kinds, fontsize=8)
+    ax.set_ylabel("answer accuracy")
+    ax.set_ylim(0, 1.05)
+    ax.set_title("LLaVA answer accuracy by question kind\n(black ticks: thresholds; grey bars: 95% Wilson intervals)",
+                 fontsize=10)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncols=min(3, len(series)))
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def prompt_gains(rows: list[dict], out: Path) -> Path | None:
+    """Each paired prompt gain as a point with its 95% interval (gain ± 1.96 se) and its expected minimum."""
+    if not rows:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.6))
+    for y, r in enumerate(rows):
+        ax.plot(r["value"], y, "o", color="tab:blue")
+        _error_bar(ax, y, r, horizontal=True)
+        if r.get("threshold") is not None:
+            ax.vlines(r["threshold"], y - 0.3, y + 0.3, colors="black", linewidth=1.5)
+    ax.axvline(0, color="grey", linewidth=1, linestyle="--")
+    ax.set_yticks(range(len(rows)), [f"{r['model']} / {r['dataset']}\n{r['candidate']} vs {r['baseline']}" for r in rows],
+                  fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("paired top-1 gain (95% interval)")
+    ax.set_title("Prompt-engineering gains (black ticks: expected minimum)", fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)

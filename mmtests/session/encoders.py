@@ -8,10 +8,10 @@ are loaded (and their images checked) here for the VLM cache too.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
 
 from ..adapters import DualEncoder, load_dual_encoder
 from ..config import DatasetSpec, GainCheck, Matrix, ZeroShotCheck
@@ -29,6 +29,13 @@ from ..evaluation.zero_shot import (
 from ..offline import hub_access
 from .memo import ABSENT_OR_BROKEN, Memo
 from .precision import model_precision
+
+# A step's progress: (task, done, total, unit), called as items are done; the entry points show it (`mmtests.progress`).
+Progress = Callable[[str, int, int, str], None]
+
+
+def no_progress(task: str, done: int, total: int, unit: str) -> None:
+    """Progress shown nowhere (the caches' default)."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +62,7 @@ class OOMRetry:
 @torch.no_grad()
 def embed_images(encoder: DualEncoder, ds, column: str, batch_size: int = 256, desc: str = "embedding", *,
                  workers: int | None = None, gpu_decode: bool = False,
-                 oom_retries: list[OOMRetry] | None = None) -> torch.Tensor:
+                 oom_retries: list[OOMRetry] | None = None, progress: Progress = no_progress) -> torch.Tensor:
     """L2-normalised image embeddings (N x D, CPU) of a dataset's image column, in order.
 
     Batches are decoded and preprocessed by `workers` DataLoader processes (None: `pipeline.resolve_workers`,
@@ -66,7 +73,8 @@ def embed_images(encoder: DualEncoder, ds, column: str, batch_size: int = 256, d
 
     A batch that runs out of device memory in the image encoder is split in halves and retried, down to one
     image (then the out-of-memory error is raised as it came); each split is a `BatchSizeWarning` and an
-    `OOMRetry` appended to `oom_retries`, and the smaller batch is kept for the rest of the dataset.
+    `OOMRetry` appended to `oom_retries`, and the smaller batch is kept for the rest of the dataset. `progress` is
+    told the images embedded after each batch.
 
     The images were checked when the dataset was loaded (`load_checked`); one that no longer decodes (its file
     changed during the run) is an EntryError naming its row, not a traceback, also when met in a worker."""
@@ -112,16 +120,17 @@ def embed_images(encoder: DualEncoder, ds, column: str, batch_size: int = 256, d
                           BatchSizeWarning, stacklevel=4)  # the caller of embed_images
         return out
 
-    chunks = []
+    chunks, done = [], 0
+    progress(desc, 0, len(ds), "images")
     with encoder.autocast():
-        for batch in tqdm(pipeline.batches(len(ds), batch_size, make, workers, pin_memory=cuda and not gpu_decode),
-                          total=(len(ds) + batch_size - 1) // batch_size, desc=desc, leave=False,
-                          disable=len(ds) < 5000):
+        for batch in pipeline.batches(len(ds), batch_size, make, workers, pin_memory=cuda and not gpu_decode):
             if gpu_decode:
                 pixels = pipeline.tensor_pixels(batch, recipe, encoder.device, desc, ds, column)
             else:
                 pixels = batch.to(encoder.device, non_blocking=True) if cuda else batch
             chunks += encode(pixels)
+            done += len(pixels)
+            progress(desc, done, len(ds), "images")
     return torch.cat(chunks)
 
 
@@ -129,8 +138,9 @@ class DualEncoderCache:
     """A session's dual encoders, datasets, image embeddings, classifiers and zero-shot results."""
 
     def __init__(self, matrix: Matrix, device: torch.device, batch_size: int | None = None, online: bool = False,
-                 strict_images: bool | None = None, memo: Memo | None = None):
+                 strict_images: bool | None = None, memo: Memo | None = None, progress: Progress = no_progress):
         self.matrix = matrix
+        self.progress = progress  # told how loading and embedding go (the entry points show it)
         # An image that does not decode: skipped and named (skipped_images), or with strict_images a failure of
         # its dataset. None: the MMTESTS_STRICT_IMAGES environment variable decides.
         self.strict_images = strict_images
@@ -158,7 +168,7 @@ class DualEncoderCache:
 
     def _load_dataset(self, images_key: tuple, name: str) -> LoadedDataset:
         with hub_access(self.online):
-            return load_checked(self.matrix.datasets[name], self.strict_images)
+            return load_checked(self.matrix.datasets[name], self.strict_images, self.progress)
 
     def dataset(self, spec: DatasetSpec):
         """The entry's rows as every check sees them (rows whose image does not decode left out)."""
@@ -188,7 +198,8 @@ class DualEncoderCache:
         ds = self._dataset(images_key, dataset).dataset
         column = self.matrix.datasets[dataset].image_column
         return embed_images(self.encoder(model), ds, column, self.batch_size, desc=f"embedding {dataset} with {model}",
-                            workers=self.loader_workers, gpu_decode=self.gpu_decode, oom_retries=self.oom_retries)
+                            workers=self.loader_workers, gpu_decode=self.gpu_decode, oom_retries=self.oom_retries,
+                            progress=self.progress)
 
     def image_features(self, model: str, dataset: str) -> ImageFeatures:
         spec = self.matrix.datasets[dataset]

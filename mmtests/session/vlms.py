@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..adapters.llava import Generation, VisionLanguageModel
 from ..config import AttentionCheck, DatasetSpec, Matrix, QuestionSet
@@ -24,6 +23,7 @@ from ..errors import EntryError
 from ..evaluation import attention as A
 from ..evaluation.answers import is_correct
 from ..offline import hub_access
+from .encoders import Progress, no_progress
 from .memo import ABSENT_OR_BROKEN, Memo
 from .precision import model_precision
 
@@ -82,8 +82,9 @@ class VLMCache:
     """A session's vision-language models, question sets, generated answers and attention summaries."""
 
     def __init__(self, matrix: Matrix, device: torch.device, batch_size: int | None, online: bool, memo: Memo,
-                 dataset: Callable[[DatasetSpec], object]):
+                 dataset: Callable[[DatasetSpec], object], progress: Progress = no_progress):
         self.matrix = matrix
+        self.progress = progress  # told how answering goes (the entry points show it)
         self.device = device
         self.online = online  # hubs reachable for mmtests' own loads (--mm-online); offline by default
         # Questions per generate() batch.
@@ -153,14 +154,15 @@ class VLMCache:
         order = sorted(range(len(items)), key=lambda i: (_KIND_ORDER.get(items[i].qa.kind, 5), i))
         vlm = self.model(model)
         out: list[Generation | None] = [None] * len(items)
-        step = batch_size * 4
-        for start in tqdm(range(0, len(order), step), desc=f"answers: {model} on {qset.name}", leave=False,
-                          disable=len(order) < 2000):
+        step, task = batch_size * 4, f"answering {qset.name} with {model}"
+        self.progress(task, 0, len(order), "questions")
+        for start in range(0, len(order), step):
             chunk = order[start:start + step]
             images = [ds[items[i].image][column] for i in chunk]
             for i, g in zip(chunk, vlm.generate(images, [items[i].qa.question for i in chunk], qset.max_new_tokens,
                                                 batch_size), strict=True):
                 out[i] = g
+            self.progress(task, start + len(chunk), len(order), "questions")
         return out
 
     def _answers(self, model: str, qset_name: str) -> list[Generation]:
