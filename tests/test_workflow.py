@@ -84,6 +84,17 @@ def test_the_nightly_workflow_runs_tox_nightly_on_a_gpu_runner_and_keeps_the_rep
     assert summary["if"] == "always()" and "reports/latest.md" in summary["run"]
 
 
+def test_the_gpu_jobs_keep_hugging_face_checkpoints_where_a_repository_variable_says():
+    jobs = load(WORKFLOW)["jobs"]
+    for name in ("nightly", "shards"):
+        step = next(s for s in jobs[name]["steps"] if s.get("name") == "Hugging Face cache")
+        assert step["if"] == "vars.MMTESTS_HF_HOME != ''" and step["env"]["HF_CACHE"] == "${{ vars.MMTESTS_HF_HOME }}"
+        assert step["run"] == 'echo "HF_HOME=$HF_CACHE" >> "$GITHUB_ENV"'
+        runs = [s.get("name", "") + s.get("run", "") for s in jobs[name]["steps"]]
+        tests = next(i for i, run in enumerate(runs) if "tox -e nightly" in run or "--mm-shard" in run)
+        assert runs.index("Hugging Face cache" + step["run"]) < tests  # set before the tests start
+
+
 def test_the_run_history_is_restored_and_saved_per_branch():
     jobs = load(WORKFLOW)["jobs"]
     for name in ("nightly", "shards-report"):
