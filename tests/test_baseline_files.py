@@ -221,6 +221,7 @@ def test_views_of_one_tensor_are_saved_as_one_complete_folder(tmp_path):
     assert torch.equal(loaded.array("image/a"), shared[:64]) and torch.equal(loaded.array("image/b"), shared[:64])
 
 
+@pytest.mark.integration  # a whole pytest session: tox -e integration, not the default run
 def test_saving_baselines_for_the_default_matrix_writes_complete_folders(pytester, tmp_path):
     """Issue 15: shapes-test and shapes-test-colour share their images, so their probe embeddings were views of
     one tensor, safetensors refused them at teardown and outcomes.json was left without its fingerprint. Recorded

@@ -29,6 +29,7 @@ model = "local-dir:{ZOO / 'tiny-clip' / 'open_clip'}"
 """
 
 
+@pytest.mark.integration  # a whole pytest session: tox -e integration, not the default run
 def test_a_user_matrix_is_benchmarked(tmp_path):
     matrix = write(tmp_path, MY_CLIP + "\n[benchmarks]\nbatch_sizes = [2, 4]\nrounds = 4\n")
     out = tmp_path / "bench.json"

@@ -1,10 +1,13 @@
 """The baseline gates on the committed zoo: silent on clean reruns at another batch size and thread count,
 red on a silent preprocessing fault that moves accuracy by less than a point. (`python -m mmtests.faults`
-runs the whole catalogue; these are its two ends, kept in the default run.)"""
+runs the whole catalogue; these are its two ends, with the int8 export gate, in `tox -e integration`.)"""
+
+import pytest
 
 from mmtests import faults
 
 
+@pytest.mark.integration  # a whole pytest session: tox -e integration, not the default run
 def test_clean_rerun_at_other_batch_size_and_threads_passes_its_baselines(tmp_path):
     matrix = faults.apply(faults.Fault("clean", "tiny-clip", "clean"), tmp_path)
     result = faults._run(matrix, ["tiny-clip-hf", "tiny-llava"], tmp_path, batch=7, threads="1",
@@ -12,6 +15,7 @@ def test_clean_rerun_at_other_batch_size_and_threads_passes_its_baselines(tmp_pa
     assert result.exit_code == 0 and not result.red, f"false alarm on a clean rerun: {result.red}"
 
 
+@pytest.mark.integration  # a whole pytest session: tox -e integration, not the default run
 def test_bilinear_resize_turns_the_gates_red(tmp_path):
     fault = next(f for f in faults.CATALOGUE if f.name == "resize-bilinear")
     result = faults._run(faults.apply(fault, tmp_path), ["tiny-clip"], tmp_path,
@@ -30,6 +34,7 @@ baseline = "{baseline}"
 """
 
 
+@pytest.mark.integration  # a whole pytest session: tox -e integration, not the default run
 def test_int8_export_passes_its_gate_and_a_damaged_one_fails(tmp_path):
     """A comparative gate: a dynamic-int8 copy of the HF tiny CLIP against the float32 model's baseline,
     with the int8 tolerances; the same copy with weight noise (0.3 x std in the image tower) is red."""

@@ -82,6 +82,7 @@ def broken_copy(tmp_path_factory):
     return healthy, out
 
 
+@pytest.mark.integration  # a whole pytest session: tox -e integration, not the default run
 def test_suites_fail_on_broken_copies(pytester, tmp_path, broken_copy):
     healthy, broken = broken_copy
     matrix = pytester.makefile(".toml", matrix=MATRIX.format(broken=broken, healthy=healthy, stage1=ZOO / "tiny-llava-stage1"))

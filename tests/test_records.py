@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from mmtests.figures.record_reader import read_run
 from mmtests.figures.record_writer import RecordWriter, publish
 from mmtests.report.__main__ import build, main
@@ -160,6 +162,7 @@ def test_top1(mm, name):
 """
 
 
+@pytest.mark.integration  # a whole pytest session: tox -e integration, not the default run
 def test_pytest_sessions_serial_xdist_and_killed(pytester, tmp_path, monkeypatch):
     """The plugin end to end: a serial session, the same under xdist (merged: the same figures), then a session
     killed before its first figure, which leaves the serial session's records as they were."""

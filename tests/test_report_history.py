@@ -11,10 +11,11 @@ from mmtests.report.__main__ import build, main
 RUN_IDS = ("20260101T000000Z", "20260102T000000Z")
 
 
-def records(tmp_path, run_id: str, top1: float):
+def records(tmp_path, run_id: str, top1: float, versions: dict | None = None):
     path = tmp_path / f"records-{run_id}.jsonl"
+    environment = {"device": "cpu", "device_name": "x86_64", **({"versions": versions} if versions is not None else {})}
     lines = [
-        {"kind": "run", "run_id": run_id, "environment": {"device": "cpu", "device_name": "x86_64"}},
+        {"kind": "run", "run_id": run_id, "environment": environment},
         {"kind": "figure", "run_id": run_id, "suite": "zero_shot", "test_id": "m/d/big", "metric": "top1", "value": top1,
          "threshold": None, "outcome": "measured", "model": "m", "dataset": "d", "prompt_set": "big"},
         {"kind": "figure", "run_id": run_id, "suite": "zero_shot", "test_id": "m/d/bare", "metric": "top1", "value": 0.5,
@@ -121,6 +122,25 @@ def test_history_holds_the_runs_figures_and_benchmarks(tmp_path):
     bench = {b["name"]: b for b in snap["benchmarks"]}
     assert bench["test_embedding_throughput[tiny-image-b8]"]["items_per_s"] == 720.0
     assert bench["test_embedding_throughput[tiny-image-b8]"]["median_s"] == 8 / 720
+
+
+def test_the_packages_whose_version_changed_since_the_previous_run_are_named(tmp_path):
+    out = tmp_path / "out"
+    night_1 = {"torch": "2.14.1", "transformers": "5.25.0", "datasets": "5.2.0", "mmtests": "0.1.0"}
+    night_2 = {**night_1, "torch": "2.15.0", "datasets": None, "open_clip_torch": "3.3.0"}
+    build(records(tmp_path, RUN_IDS[0], 0.9, night_1), out)
+    built = build(records(tmp_path, RUN_IDS[1], 0.9, night_2), out)
+    assert (f"- versions changed since run {RUN_IDS[0]}: datasets 5.2.0 -> (absent), open_clip_torch (absent) -> 3.3.0, "
+            "torch 2.14.1 -> 2.15.0\n") in built.report.read_text()
+    assert json.loads((out / "history" / f"{RUN_IDS[1]}.json").read_text())["versions"]["torch"] == "2.15.0"
+
+
+def test_unchanged_or_unrecorded_versions_are_not_called_changed(tmp_path):
+    out = tmp_path / "out"
+    build(records(tmp_path, RUN_IDS[0], 0.9), out)  # a history file from before versions were kept
+    built = build(records(tmp_path, RUN_IDS[1], 0.9, {"torch": "2.15.0"}), out)
+    assert "versions changed" not in built.report.read_text()
+    assert history.changed_versions({"versions": {"torch": "2.15.0"}}, {"versions": {"torch": "2.15.0"}}) == []
 
 
 def test_compare_fail_sets_the_exit_code(tmp_path):

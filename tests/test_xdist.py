@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 
 def _figures(records):
     out = set()
@@ -16,6 +18,7 @@ def _figures(records):
     return out
 
 
+@pytest.mark.integration  # a whole pytest session: tox -e integration, not the default run
 def test_two_workers_record_what_a_serial_run_records(tmp_path):
     runs = {}
     for name, extra in (("serial", []), ("xdist", ["-n", "2", "--dist", "loadgroup"])):

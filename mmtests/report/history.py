@@ -54,6 +54,7 @@ class Comparison:
     previous_run: str | None = None
     throughput_runs: tuple[str, ...] = ()  # the runs throughput was compared with, newest first
     deltas: list[Delta] = field(default_factory=list)
+    versions_changed: list[tuple[str, str | None, str | None]] = field(default_factory=list)  # (package, before, now)
     new: int = 0  # figures this run has and the previous one had not
     gone: int = 0  # the other way round
     notes: list[str] = field(default_factory=list)  # missing or broken previous run, a device change, ...
@@ -101,8 +102,25 @@ def snapshot(run: Run, bench: dict | None) -> dict:
                                     "contended") if k in info},
         })
     return {"format": FORMAT, "run_id": run.run_id, "device": env.get("device"), "device_name": env.get("device_name"),
-            "git_sha": env.get("git_sha"), "benchmark_machine": _benchmark_machine(bench),
+            "git_sha": env.get("git_sha"), "versions": _versions(env), "benchmark_machine": _benchmark_machine(bench),
             "figures": figures, "benchmarks": benchmarks}
+
+
+def _versions(env: dict) -> dict[str, str]:
+    """The run header's package versions, with Python's and CUDA's: what changed between two nights is named."""
+    versions = env.get("versions") if isinstance(env.get("versions"), dict) else {}
+    found = {**versions, "python": env.get("python"), "cuda": env.get("cuda")}
+    return {name: value for name, value in found.items() if isinstance(value, str) and value}
+
+
+def changed_versions(prev: dict, cur: dict) -> list[tuple[str, str | None, str | None]]:
+    """(package, before, now) for every version that differs; none when either run recorded no versions (a history
+    file written before they were kept), rather than every package called new."""
+    before, now = prev.get("versions"), cur.get("versions")
+    if not isinstance(before, dict) or not isinstance(now, dict) or not before or not now:
+        return []
+    return [(name, before.get(name), now.get(name)) for name in sorted(before.keys() | now.keys())
+            if before.get(name) != now.get(name)]
 
 
 def _benchmark_machine(bench: dict | None) -> str | None:
@@ -155,7 +173,7 @@ def _by(rows: list[dict], *fields: str) -> dict[tuple, dict]:
 def compare(prev: dict, cur: dict, thresholds: Thresholds, nights: list[dict] | None = None) -> Comparison:
     """Deltas of the figures two runs share, judged against `thresholds`; throughput against the median of
     `nights` (earlier runs, newest first; default: `prev` alone)."""
-    out = Comparison(prev.get("run_id"))
+    out = Comparison(prev.get("run_id"), versions_changed=changed_versions(prev, cur))
     p_figs = _by(prev.get("figures", []), "suite", "test_id", "metric")
     c_figs = _by(cur.get("figures", []), "suite", "test_id", "metric")
     for key in sorted(p_figs.keys() & c_figs.keys()):

@@ -389,6 +389,8 @@ def _harness_check(info: dict) -> str:
 def deltas(comparison: Comparison, thresholds: Thresholds) -> str:
     """Changes since the previous run: regressions and improvements beyond the thresholds, and why none, if none."""
     parts = [f"- {note}" for note in comparison.notes]
+    if comparison.versions_changed:
+        parts.append(f"- {versions_changed(comparison)}")
     if comparison.previous_run is None or not (comparison.deltas or comparison.new or comparison.gone):
         return "\n".join(parts)
     changed = sorted((d for d in comparison.deltas if d.verdict != "same"),
@@ -411,6 +413,13 @@ def deltas(comparison: Comparison, thresholds: Thresholds) -> str:
         parts.append("\n" + _table(rows, ["", "kind", "figure", "reference", "current", "change", "against"],
                                     formatted=True))
     return "\n".join(parts)
+
+
+def versions_changed(comparison: Comparison) -> str:
+    """One line naming each package whose version changed since the previous run: the first suspect of a change."""
+    changes = ", ".join(f"{name} {before or '(absent)'} -> {now or '(absent)'}"
+                        for name, before, now in comparison.versions_changed)
+    return f"versions changed since run {comparison.previous_run}: {changes}"
 
 
 FLAG = {"regression": "❌ regression", "improvement": "⬆ improvement", "not judged": "⚠ not judged"}
