@@ -43,7 +43,7 @@ class Matrix:
     evaluation: EvaluationSpec = field(default_factory=EvaluationSpec)
 
     def benchmarked_models(self) -> list[str]:
-        """The matrix entries `pytest benchmarks` times, in matrix order."""
+        """The matrix entries `pytest --pyargs mmtests.benchmarks` times, in matrix order."""
         named = self.benchmarks.models
         return [m for m in self.models if named is None or m in named]
 

@@ -146,6 +146,12 @@ def _by(rows: list[dict], *fields: str) -> dict[tuple, dict]:
     return {tuple(r[f] for f in fields): r for r in rows}
 
 
+def _by_benchmark(rows: list[dict]) -> dict[str, dict]:
+    """Benchmarks by their id inside the benchmarks folder: the same whether run from a checkout
+    (`benchmarks/...`, `mmtests/benchmarks/...`) or from an installed wheel (a site-packages path)."""
+    return {r["fullname"].rpartition("benchmarks/")[2]: r for r in rows}
+
+
 def compare(prev: dict, cur: dict, thresholds: Thresholds) -> Comparison:
     """Deltas of the figures two runs share, judged against `thresholds`."""
     out = Comparison(prev.get("run_id"))
@@ -162,7 +168,7 @@ def compare(prev: dict, cur: dict, thresholds: Thresholds) -> Comparison:
         verdict = "same" if direction == "neutral" else _verdict(better, thresholds.max_accuracy_drop)
         out.deltas.append(Delta("accuracy", f"{key[1]} {key[2]}", before, now, now - before, verdict))
 
-    p_bench, c_bench = _by(prev.get("benchmarks", []), "fullname"), _by(cur.get("benchmarks", []), "fullname")
+    p_bench, c_bench = _by_benchmark(prev.get("benchmarks", [])), _by_benchmark(cur.get("benchmarks", []))
     shared = sorted(p_bench.keys() & c_bench.keys())
     if shared and prev.get("benchmark_machine") != cur.get("benchmark_machine"):
         out.notes.append(f"the previous benchmarks ran on {prev.get('benchmark_machine')}, these on "
