@@ -41,7 +41,8 @@ def with_builtins(sections: dict) -> dict:
     out = dict(sections)
     for target, named_by in NAMED_BY.items():
         own = out.get(target, {})
-        names = {e.get(key) for section, key in named_by for e in _entries(out.get(section)) if isinstance(e, dict)}
+        names = {e.get(key) for section, key in named_by for e in _entries(out.get(section))
+                 if isinstance(e, dict) and isinstance(e.get(key), str)}
         added = {n: e for n, e in builtin_entries()[target].items() if n in names and n not in own}
         if added:
             out[target] = {**own, **added}
