@@ -1,6 +1,6 @@
 """The nightly job: suites, benchmarks, detection power (with --faults), then the report, each in its own process.
 
-    python -m mmtests.nightly --out reports [--faults] [pytest args for the suites]
+    mmtests nightly --out reports [--faults] [pytest args for the suites]   (or python -m mmtests.nightly)
 
 The suites are mmtests' own (`--pyargs mmtests.suites`), on the matrix --mm-config names (the embedded
 default without it); unit tests are CI's job (`.ci/run`). Detection power (`python -m mmtests.faults`, about
@@ -27,27 +27,35 @@ def steps(out: Path, pytest_args: list[str], faults: bool = False) -> list[tuple
     return [
         ("suites", [*py, "pytest", "--pyargs", "mmtests.suites", "--mm-records", str(records), "--mm-require-all",
                     *pytest_args]),
-        ("benchmarks", [*py, "pytest", "benchmarks", "--benchmark-enable", "--benchmark-only",
+        ("benchmarks", [*py, "pytest", "--pyargs", "mmtests.benchmarks", "--benchmark-enable", "--benchmark-only",
                         "--benchmark-json", str(benchmarks), *_matrix_args(pytest_args)]),
         *power,
         ("report", [*py, "mmtests.report", "--records", str(records), "--benchmarks", str(benchmarks),
                     *(["--faults", str(detection)] if faults else []), "--out", str(out), "--fail-on-failure",
-                    "--compare-fail"]),
+                    "--fail-on-regression"]),
     ]
 
 
+# The plugin's options that take no value; and those that belong to the suites' records and baselines only.
+MM_FLAGS = ("--mm-online", "--mm-strict-images", "--mm-require-all", "--mm-save-baseline")
+SUITES_ONLY = ("--mm-records", "--mm-run-id", "--mm-save-baseline", "--mm-shard")
+
+
 def _matrix_args(pytest_args: list[str]) -> list[str]:
-    """The suites' --mm-config / --mm-device, passed on to the benchmarks: they time the same matrix."""
+    """The suites' mm options (--mm-config, --mm-device, --mm-batch-size, --mm-online, --mm-model, ...), passed on
+    to the benchmarks: they time the same matrix, the same way; the records, run id, shard and baselines stay the
+    suites'."""
     out, take = [], False
     for arg in pytest_args:
         if take:
             out.append(arg)
             take = False
-        elif arg in ("--mm-config", "--mm-device"):
-            out.append(arg)
-            take = True
-        elif arg.startswith(("--mm-config=", "--mm-device=")):
-            out.append(arg)
+            continue
+        name = arg.partition("=")[0]
+        if not name.startswith("--mm-") or name in SUITES_ONLY:
+            continue
+        out.append(arg)
+        take = "=" not in arg and name not in MM_FLAGS
     return out
 
 

@@ -162,7 +162,34 @@ def shard_of(model: str | None, shards: int) -> int:
     return 1 if model is None else zlib.crc32(model.encode()) % shards + 1
 
 
+def _no_checks(item: pytest.Item) -> bool:
+    """A suite test the matrix gave no case (pytest's "[NOTSET]" item of an empty parameter set)."""
+    skip = item.get_closest_marker("skip")
+    return skip is not None and str(skip.kwargs.get("reason", "")).startswith("got empty parameter set")
+
+
+def _unchecked_models_note(config: pytest.Config) -> None:
+    """One line, before anything runs, naming the models of the matrix that no check uses, and how to add some."""
+    matrix = session_matrix(config)
+    unchecked = matrix.unchecked_models()
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if not unchecked or reporter is None or hasattr(config, "workerinput"):
+        return
+    names = ", ".join(repr(m) for m in unchecked)
+    reporter.write_line(f"mmtests: model(s) {names} of {matrix.path} have no check, so the suites run nothing on "
+                        "them: add a [[zero_shot]] entry (dual encoders: a dataset and a prompt set, e.g. "
+                        'dataset = "shapes-test", prompt_set = "photo") or [[answers]] (LLaVA); `mmtests init` '
+                        "writes a starter matrix", yellow=True)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    suites = [item for item in items if Path(str(item.path)).is_relative_to(PACKAGE / "suites")]
+    if suites:
+        _unchecked_models_note(config)
+        empty = [item for item in suites if _no_checks(item)]  # said once above, not as one skip per test
+        if empty:
+            config.hook.pytest_deselected(items=empty)
+            items[:] = [item for item in items if item not in empty]
     ours = [item for item in items if is_mmtests_item(item)]
     skip_gpu_items_without_cuda(ours)
     if config.pluginmanager.hasplugin("xdist"):

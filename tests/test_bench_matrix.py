@@ -1,4 +1,4 @@
-"""`pytest benchmarks --mm-config my.toml` times the user's matrix: its models, at the batch sizes and rounds
+"""`pytest --pyargs mmtests.benchmarks --mm-config my.toml` times the user's matrix: its models, at the batch sizes and rounds
 its [benchmarks] section names; without the section, every model it has; no random-weight architecture
 unless it asks for one."""
 
@@ -33,7 +33,7 @@ model = "local-dir:{ZOO / 'tiny-clip' / 'open_clip'}"
 def test_a_user_matrix_is_benchmarked(tmp_path):
     matrix = write(tmp_path, MY_CLIP + "\n[benchmarks]\nbatch_sizes = [2, 4]\nrounds = 4\n")
     out = tmp_path / "bench.json"
-    cmd = [sys.executable, "-m", "pytest", str(ROOT / "benchmarks"), "-p", "no:cacheprovider", "-q",
+    cmd = [sys.executable, "-m", "pytest", str(ROOT / "mmtests" / "benchmarks"), "-p", "no:cacheprovider", "-q",
            f"--mm-config={matrix}", "--benchmark-enable", "--benchmark-only", f"--benchmark-json={out}",
            "-k", "embedding or harness", "-m", "not gpu"]
     result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
@@ -81,7 +81,7 @@ def test_benchmarks_as_an_array_of_tables_is_named(tmp_path):
 
 def test_a_user_matrix_without_random_architectures_collects_none(tmp_path):
     matrix = write(tmp_path, MY_CLIP)
-    cmd = [sys.executable, "-m", "pytest", str(ROOT / "benchmarks"), "-p", "no:cacheprovider", "-q", "--collect-only",
+    cmd = [sys.executable, "-m", "pytest", str(ROOT / "mmtests" / "benchmarks"), "-p", "no:cacheprovider", "-q", "--collect-only",
            f"--mm-config={matrix}", "--benchmark-enable", "--benchmark-only"]
     result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:]

@@ -19,7 +19,8 @@ LAYERS = (
     ("session caches", ("mmtests.session",)),
     ("performance", ("mmtests.bench",)),
     ("entry points", ("mmtests.plugin", "mmtests.options", "mmtests.mmsession", "mmtests.runrecords", "mmtests.suites",
-                      "mmtests.report", "mmtests.nightly", "mmtests.faults", "mmtests.progress")),
+                      "mmtests.report", "mmtests.nightly", "mmtests.faults", "mmtests.progress", "mmtests.benchmarks",
+                      "mmtests.starter", "mmtests.cli")),
 )
 
 

@@ -143,16 +143,29 @@ def test_unchanged_or_unrecorded_versions_are_not_called_changed(tmp_path):
     assert history.changed_versions({"versions": {"torch": "2.15.0"}}, {"versions": {"torch": "2.15.0"}}) == []
 
 
-def test_compare_fail_sets_the_exit_code(tmp_path):
+@pytest.mark.parametrize("flag", ["--fail-on-regression", "--compare-fail"])  # the old name stays an alias
+def test_fail_on_regression_sets_the_exit_code(tmp_path, capsys, flag):
     out = tmp_path / "out"
     args = ["--out", str(out), "--history", str(tmp_path / "hist")]
-    assert main(["--records", str(records(tmp_path, RUN_IDS[0], 0.9)), *args, "--compare-fail"]) == 0
+    assert main(["--records", str(records(tmp_path, RUN_IDS[0], 0.9)), *args, flag]) == 0
     second = ["--records", str(records(tmp_path, RUN_IDS[1], 0.8)), *args]
     assert main(second) == 0  # regressions are reported; the exit code changes only when asked
     (tmp_path / "hist" / f"{RUN_IDS[1]}.json").unlink()
-    assert main([*second, "--compare-fail"]) == 3
+    assert main([*second, flag]) == 3
     (tmp_path / "hist" / f"{RUN_IDS[1]}.json").unlink()
-    assert main([*second, "--compare-fail", "--max-accuracy-drop", "0.2"]) == 0
+    assert main([*second, flag, "--max-accuracy-drop", "0.2"]) == 0
+    assert ("--compare-fail is deprecated" in capsys.readouterr().err) == (flag == "--compare-fail")
+
+
+def test_a_benchmark_is_compared_across_the_move_into_the_package(tmp_path):
+    """History written when the benchmarks lived in `benchmarks/` matches runs of `mmtests/benchmarks/` and of an
+    installed wheel."""
+    old = {"run_id": "a", "figures": [], "benchmarks": [{"name": "t[x]", "fullname": "benchmarks/t.py::t[x]",
+                                                         "items_per_s": 100.0}]}
+    for fullname in ("mmtests/benchmarks/t.py::t[x]", "../venv/lib/site-packages/mmtests/benchmarks/t.py::t[x]"):
+        new = {"run_id": "b", "figures": [], "benchmarks": [{"name": "t[x]", "fullname": fullname, "items_per_s": 50.0}]}
+        result = history.compare(old, new, history.DEFAULT_THRESHOLDS)
+        assert [d.verdict for d in result.deltas] == ["regression"] and result.new == result.gone == 0
 
 
 def test_each_dtype_of_a_model_gets_its_own_table(tmp_path):
@@ -277,7 +290,7 @@ def test_a_history_file_without_figures_is_skipped_for_the_next_readable_run(tmp
     """A file holding only a run id is no run: read as one, every figure would be new and a regression against
     the older readable run missed."""
     hist = tmp_path / "hist"
-    args = ["--out", str(tmp_path / "out"), "--history", str(hist), "--compare-fail"]
+    args = ["--out", str(tmp_path / "out"), "--history", str(hist), "--fail-on-regression"]
     assert main(["--records", str(records(tmp_path, RUN_IDS[0], 0.9)), *args]) == 0
     for damaged, why in [({"run_id": "20260101T120000Z"}, "no 'figures'"),
                          ({"run_id": "20260101T120000Z", "figures": {}, "benchmarks": []}, "'figures' is not a list of objects"),

@@ -9,12 +9,12 @@ import tomllib
 from dataclasses import MISSING
 from pathlib import Path
 
+from .builtins import DEFAULT_CONFIG, with_builtins
 from .matrix import ConfigError, Matrix
 from .rules import RULES
 from .schema import ARRAY_SECTIONS, SETTINGS_SECTIONS, TABLE_SECTIONS, keys
 from .values import Context, did_you_mean, toml_type
 
-DEFAULT_CONFIG = Path(__file__).parents[1] / "default.toml"
 # Entries may name entries of the sections read before theirs.
 READ_ORDER = ("models", "datasets", "prompt_sets", "zero_shot", "prompt_gain", "question_sets", "answers", "pope",
               "stability", "attention")
@@ -142,7 +142,7 @@ def load_matrix(path: str | Path | None = None) -> Matrix:
     for key in raw:
         if key not in known_sections:
             problems.append(f"{path.name}: unknown section [{key}]{did_you_mean(key, known_sections)}")
-    sections = _checked_sections(raw, problems)
+    sections = with_builtins(_checked_sections(raw, problems))
     for section in READ_ORDER:
         _read_section(section, sections.get(section, {} if section in TABLE_SECTIONS else []), ctx)
     ctx.matrix.benchmarks = _read_settings("benchmarks", raw.get("benchmarks", {}), ctx)

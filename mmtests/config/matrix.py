@@ -43,9 +43,15 @@ class Matrix:
     evaluation: EvaluationSpec = field(default_factory=EvaluationSpec)
 
     def benchmarked_models(self) -> list[str]:
-        """The matrix entries `pytest benchmarks` times, in matrix order."""
+        """The matrix entries `pytest --pyargs mmtests.benchmarks` times, in matrix order."""
         named = self.benchmarks.models
         return [m for m in self.models if named is None or m in named]
+
+    def unchecked_models(self) -> list[str]:
+        """Models no check of the suites runs on (nor uses as a control), in matrix order."""
+        checks = (*self.zero_shot, *self.prompt_gain, *self.answers, *self.pope, *self.stability, *self.attention)
+        used = {c.model for c in checks} | {c.control for c in self.attention}
+        return [m for m in self.models if m not in used]
 
     def narrowed(self, models: list[str] | None, datasets: list[str] | None) -> Matrix:
         """The same matrix restricted to the named models and datasets (None keeps all)."""

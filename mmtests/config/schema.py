@@ -202,7 +202,7 @@ class AttentionCheck(VLMCheck):
 
 @dataclass(frozen=True)
 class BenchmarkSpec:
-    """[benchmarks]: what `pytest benchmarks` times. Without the section: every model of the matrix, at the
+    """[benchmarks]: what `pytest --pyargs mmtests.benchmarks` times. Without the section: every model of the matrix, at the
     device's default batch sizes and rounds, and no random-weight architecture."""
 
     models: tuple[str, ...] | None = key(Names('["my-clip"]'), None)  # matrix entries; None: all of them

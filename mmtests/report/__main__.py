@@ -1,6 +1,7 @@
 """Write the Markdown report of a records file.
 
-    python -m mmtests.report --records reports/records.jsonl --benchmarks reports/benchmarks.json --out reports
+    mmtests report --records reports/records.jsonl --benchmarks reports/benchmarks.json --out reports
+    (or python -m mmtests.report)
 
 Writes `<out>/<run id>/report.md` with its plots and a copy of the records, and `<out>/latest.md` (unless
 it shows a newer run); adds a finished run to the history (`<out>/history/<run id>.json`) and shows what
@@ -230,21 +231,32 @@ def _empty(path: Path) -> bool:
         return False  # unreadable: build() names it
 
 
+EXIT_STATUSES = """exit status:
+  0  the report was written (and, with the --fail-on-* options, nothing they name happened)
+  1  --fail-on-failure: a figure failed, the run did not finish, a line was unreadable or nothing was recorded
+  2  usage error, or no records to report (the records file is missing or empty)
+  3  --fail-on-regression: a figure regressed since the previous run beyond the thresholds"""
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--records", type=anchored, default="reports/records.jsonl",
-                    help="the records pytest wrote (--mm-records); relative paths here are relative to the current "
-                         "directory, as pytest's are to the directory it was run from")
-    ap.add_argument("--out", type=anchored, default="reports")
+    ap = argparse.ArgumentParser(prog="mmtests report", description=__doc__, epilog=EXIT_STATUSES,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--records", type=anchored, default="reports/records.jsonl", metavar="FILE",
+                    help="the records pytest wrote (--mm-records; default %(default)s); relative paths here are "
+                         "relative to the current directory, as pytest's are to the directory it was run from")
+    ap.add_argument("--out", type=anchored, default="reports", metavar="FOLDER",
+                    help="where <run id>/report.md, latest.md and history/ go (default %(default)s)")
     ap.add_argument("--run", default=None, metavar="RUN_ID", help="report this run of the records (default: the newest "
                     "with figures), e.g. one that ran at the same time as the newest")
-    ap.add_argument("--benchmarks", type=anchored, default=None, help="pytest-benchmark JSON to tabulate")
-    ap.add_argument("--faults", type=anchored, default=None, help="results of `python -m mmtests.faults` (JSON) to show")
+    ap.add_argument("--benchmarks", type=anchored, default=None, metavar="FILE",
+                    help="pytest-benchmark JSON to tabulate (mmtests bench writes reports/benchmarks.json)")
+    ap.add_argument("--faults", type=anchored, default=None, metavar="FILE",
+                    help="results of `mmtests faults --json FILE` to show as detection power")
     ap.add_argument("--fail-on-failure", action="store_true",
                     help="exit 1 when any asserted figure failed, the run did not finish, a figure line could not "
                          "be read, the newest session recorded nothing (a usage error, no checks selected, ...), or "
                          "sessions that are not one run wrote under its run id")
-    ap.add_argument("--history", type=anchored, default=None,
+    ap.add_argument("--history", type=anchored, default=None, metavar="FOLDER",
                     help="folder of one JSON per run; this run is added and compared with the previous (default: <out>/history)")
     ap.add_argument("--max-throughput-drop", type=float, default=DEFAULT_THRESHOLDS.max_throughput_drop, metavar="FRACTION",
                     help="flag a benchmark whose items/s fell by more than this fraction since the previous run (default 0.05)")
@@ -253,8 +265,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--throughput-nights", type=int, default=DEFAULT_THRESHOLDS.throughput_nights, metavar="N",
                     help="judge items/s against the median of the last N runs on the same machine (default 5; 1: the "
                          "previous run only)")
-    ap.add_argument("--compare-fail", action="store_true", help="exit 3 when any figure regressed beyond the thresholds")
+    ap.add_argument("--fail-on-regression", action="store_true",
+                    help="exit 3 when any figure regressed since the previous run beyond the two thresholds above")
+    ap.add_argument("--compare-fail", action="store_true", dest="compare_fail",
+                    help="deprecated: the old name of --fail-on-regression")
     args = ap.parse_args(argv)
+    if args.compare_fail:
+        print("mmtests report: --compare-fail is deprecated; use --fail-on-regression", file=sys.stderr)
+        args.fail_on_regression = True
     if not run_folders(args.records):
         if not args.records.is_file():
             print(f"mmtests.report: records file {args.records} does not exist; run pytest first "
@@ -288,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     if (built.failed or built.incomplete or built.measured_nothing or built.unreadable or built.apart) \
             and args.fail_on_failure:
         return 1
-    if built.regressions and args.compare_fail:
+    if built.regressions and args.fail_on_regression:
         print(f"mmtests.report: {built.regressions} figures regressed since the previous run (see the report)", file=sys.stderr)
         return 3
     return 0

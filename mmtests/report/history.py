@@ -170,6 +170,12 @@ def _by(rows: list[dict], *fields: str) -> dict[tuple, dict]:
     return {tuple(r[f] for f in fields): r for r in rows}
 
 
+def _by_benchmark(rows: list[dict]) -> dict[str, dict]:
+    """Benchmarks by their id inside the benchmarks folder: the same whether run from a checkout
+    (`benchmarks/...`, `mmtests/benchmarks/...`) or from an installed wheel (a site-packages path)."""
+    return {r["fullname"].rpartition("benchmarks/")[2]: r for r in rows}
+
+
 def compare(prev: dict, cur: dict, thresholds: Thresholds, nights: list[dict] | None = None) -> Comparison:
     """Deltas of the figures two runs share, judged against `thresholds`; throughput against the median of
     `nights` (earlier runs, newest first; default: `prev` alone)."""
@@ -188,7 +194,7 @@ def compare(prev: dict, cur: dict, thresholds: Thresholds, nights: list[dict] | 
         out.deltas.append(Delta("accuracy", f"{key[1]} {key[2]}", before, now, now - before, verdict))
 
     _throughput(out, prev, cur, (nights or [prev])[:max(1, thresholds.throughput_nights)], thresholds)
-    p_bench, c_bench = _by(prev.get("benchmarks", []), "fullname"), _by(cur.get("benchmarks", []), "fullname")
+    p_bench, c_bench = _by_benchmark(prev.get("benchmarks", [])), _by_benchmark(cur.get("benchmarks", []))
     out.new = len(c_figs.keys() - p_figs.keys()) + len(c_bench.keys() - p_bench.keys())
     out.gone = len(p_figs.keys() - c_figs.keys()) + len(p_bench.keys() - c_bench.keys())
     return out
@@ -198,15 +204,15 @@ def _throughput(out: Comparison, prev: dict, cur: dict, nights: list[dict], thre
     """Each benchmark's items/s against the median of its figures in `nights` run on this run's machine; a figure
     taken while other processes were busy, or with widely spread rounds, is left out of the median, and a change
     of such a figure is "not judged"."""
-    c_bench = _by(cur.get("benchmarks", []), "fullname")
+    c_bench = _by_benchmark(cur.get("benchmarks", []))
     machine = cur.get("benchmark_machine")
     same = [n for n in nights if n.get("benchmark_machine") == machine]
-    if c_bench and not same and c_bench.keys() & _by(prev.get("benchmarks", []), "fullname").keys():
+    if c_bench and not same and c_bench.keys() & _by_benchmark(prev.get("benchmarks", [])).keys():
         out.notes.append(f"the previous benchmarks ran on {prev.get('benchmark_machine')}, these on {machine}: "
                          "throughput is not compared")
         return
     out.throughput_runs = tuple(n.get("run_id") for n in same)
-    by_night = [_by(n.get("benchmarks", []), "fullname") for n in same]
+    by_night = [_by_benchmark(n.get("benchmarks", [])) for n in same]
     for key in sorted(c_bench):
         now = c_bench[key].get("items_per_s")
         earlier = [(b[key], n.get("run_id")) for b, n in zip(by_night, same, strict=True)

@@ -324,7 +324,7 @@ def _flags(rows: list[dict]) -> str:
 def benchmarks(data: dict | None) -> str:
     """pytest-benchmark JSON: conditions, a table per model with batch sizes as columns, then the other benchmarks."""
     if not data or not data.get("benchmarks"):
-        return "No benchmark results in this run (run `pytest benchmarks --benchmark-json FILE`)."
+        return "No benchmark results in this run (run `mmtests bench`, or pytest `--pyargs mmtests.benchmarks`)."
     parts = [benchmark_conditions(data)]
     sweeps = benchmark_sweeps(data)
     for model, dtype in dict.fromkeys((r["model"], r.get("dtype")) for r in sweeps):  # a table per model and dtype

@@ -1,6 +1,6 @@
 """Image and text embedding throughput (items/s) per model and batch size, with FLOPs, MFU and peak memory.
 
-    pytest benchmarks -k embedding --benchmark-enable --benchmark-only [--mm-config my.toml]
+    pytest --pyargs mmtests.benchmarks -k embedding --benchmark-enable --benchmark-only [--mm-config my.toml]
 
 Models: the dual encoders of the session's matrix that its [benchmarks] section names (every one without
 the section), loaded as the suites load them (dtype, quantization), then the open_clip architectures it
@@ -8,7 +8,7 @@ lists under `random_architectures`, built with random weights (labelled "random-
 and speed as the published models, nothing downloaded). The default matrix: the tiny CLIP, ViT-B-32 and
 ViT-L-14. Inputs are fixed and seeded; a pass is one normalised embedding of a batch, synchronised on
 CUDA, under the encoder's own autocast (fp16 on CUDA, float32 on CPU). The `-bf16` variants run under
-bf16 autocast; they are marked `gpu` (skipped without CUDA; `pytest benchmarks -m gpu` runs them).
+bf16 autocast; they are marked `gpu` (skipped without CUDA; `pytest --pyargs mmtests.benchmarks -m gpu` runs them).
 
 `extra_info` of each benchmark: items_per_s (batch size / median pass time), flops_per_item (counted
 at batch 1: these encoders do no work across items), achieved_flops, and peak memory from a separate

@@ -1,6 +1,6 @@
 """Zero-shot evaluation throughput against the raw image-encoder forward on pre-made tensors.
 
-    pytest benchmarks -k throughput --benchmark-only
+    pytest --pyargs mmtests.benchmarks -k throughput --benchmark-only
 
 Both run on the same model and images; `extra_info["items_per_s"]` holds each figure (images/s), and their
 ratio says how much data loading and preprocessing cost on top of the model. The same pair on the shapes scenes

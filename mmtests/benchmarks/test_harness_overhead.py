@@ -1,6 +1,6 @@
 """Harness overhead: embedding throughput through pytest-benchmark against a bare `time.perf_counter` loop.
 
-    pytest benchmarks -k harness --benchmark-enable --benchmark-only
+    pytest --pyargs mmtests.benchmarks -k harness --benchmark-enable --benchmark-only
 
 Same model (the matrix's first benchmarked dual encoder: the tiny CLIP by default), same inputs, same
 synchronised pass, same number of rounds on each side: half the bare loop, the rounds through

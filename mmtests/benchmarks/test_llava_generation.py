@@ -1,6 +1,6 @@
 """LLaVA generation speed: time to first token (prefill), decode tokens/s, per-token latency, answers/s.
 
-    pytest benchmarks -k llava --benchmark-enable --benchmark-only
+    pytest --pyargs mmtests.benchmarks -k llava --benchmark-enable --benchmark-only
 
 Models: the embedded tiny LLaVA (trained) and LLaVA-1.5 architectures with random weights
 (`mmtests.bench.generation`): the 7B shapes on CUDA only, a reduced variant on CPUs. Inputs are
