@@ -14,7 +14,7 @@ MAX_LINES = 450
 LAYERS = (
     ("foundation", ("mmtests", "mmtests.errors", "mmtests.offline", "mmtests.data.facts", "mmtests.figures")),
     ("matrix", ("mmtests.config",)),
-    ("data and evaluation", ("mmtests.data", "mmtests.evaluation")),
+    ("data and evaluation", ("mmtests.data", "mmtests.evaluation", "mmtests.tiny_families")),
     ("adapters", ("mmtests.adapters",)),
     ("session caches", ("mmtests.session",)),
     ("performance", ("mmtests.bench",)),

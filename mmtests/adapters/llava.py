@@ -27,14 +27,27 @@ class Generation:
 
 @dataclass
 class AttentionMaps:
-    """One forward pass with attentions, for one image and prompt (+ optional answer)."""
+    """One forward pass with attentions, for one image and prompt (+ optional answer).
+
+    The contract between a family's adapter and the attention measurements: which key positions hold the
+    image's tokens (`image_positions`, in sequence order; they need not be contiguous), which positions may see
+    which (`mask`), and what the processor returned for this sample (`inputs`), from which
+    `mmtests.adapters.geometry` tells the region of the original image each image token covers.
+    """
 
     attentions: torch.Tensor  # (layers, heads, query, key), float32 on CPU
     tokens: list[int]
     segments: dict[str, tuple[int, int]]  # prefix, image, instruction, generated: [start, end) positions
-    grid: tuple[int, int]  # image patch rows x cols; image token i sits at row i // cols, col i % cols
+    grid: tuple[int, int] | None  # LLaVA-1.5 style single grid: rows x cols (token i at row i // cols); else None
     answer_position: int  # the position whose output predicts the first answer token
     extra: dict = field(default_factory=dict)
+    image_positions: list[int] = field(default_factory=list)  # key positions of the image's tokens, in order
+    # "causal": no query sees a later key; "prefix": causal, except that positions in `bidirectional` see each
+    # other both ways (PaliGemma's prefix-LM); "cross": keys are the vision tokens (Mllama's cross-attention)
+    mask: str = "causal"
+    bidirectional: tuple[int, int] | None = None  # [start, end) of the block attending both ways ("prefix")
+    inputs: dict = field(default_factory=dict)  # the processor's outputs for this sample (CPU tensors)
+    image_size: tuple[int, int] | None = None  # (width, height) of the RGB image given to the processor
 
 
 def _dtype(device: torch.device, dtype: str | None) -> torch.dtype:
@@ -160,4 +173,6 @@ class VisionLanguageModel:
         first, last = where[0], where[-1] + 1
         segments = {"prefix": (0, first), "image": (first, last), "instruction": (last, prompt_len),
                     "generated": (prompt_len, len(tokens))}
-        return AttentionMaps(att, tokens, segments, self.patch_grid(last - first), prompt_len - 1)
+        return AttentionMaps(att, tokens, segments, self.patch_grid(last - first), prompt_len - 1,
+                             image_positions=where, inputs={k: v.cpu() for k, v in inputs.items()},
+                             image_size=to_rgb(image)[0].size)
