@@ -84,17 +84,26 @@ def _clip_processor():
                               image_mean=MEAN, image_std=STD)
 
 
-def llava_qwen2(folder: Path, seed: int) -> dict:
-    from transformers import CLIPVisionConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor, Qwen2Config
+def _llava(folder: Path, seed: int, language: str) -> dict:
+    import transformers as tf
+    from transformers import CLIPVisionConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
 
     tok = tokenizer(("<image>",))
     processor = LlavaProcessor(image_processor=_clip_processor(), tokenizer=tok, patch_size=PATCH,
                                vision_feature_select_strategy="default", num_additional_image_tokens=1,
                                chat_template=LLAVA_TEMPLATE)
-    config = LlavaConfig(vision_config=CLIPVisionConfig(**CLIP), text_config=Qwen2Config(**TEXT, **ids(tok)),
+    config = LlavaConfig(vision_config=CLIPVisionConfig(**CLIP), text_config=getattr(tf, language)(**TEXT, **ids(tok)),
                          image_token_index=tok.convert_tokens_to_ids("<image>"), vision_feature_layer=-2,
                          vision_feature_select_strategy="default", image_seq_length=(TILE // PATCH) ** 2)
     return save(folder, seed, processor, lambda: LlavaForConditionalGeneration(config))
+
+
+def llava(folder: Path, seed: int) -> dict:
+    return _llava(folder, seed, "LlamaConfig")
+
+
+def llava_qwen2(folder: Path, seed: int) -> dict:
+    return _llava(folder, seed, "Qwen2Config")
 
 
 PINPOINTS = [[TILE, TILE], [TILE, 2 * TILE], [2 * TILE, TILE], [2 * TILE, 2 * TILE]]
@@ -267,6 +276,7 @@ def mllama(folder: Path, seed: int) -> dict:
 
 
 VLM: tuple = (
+    Family("llava", "vlm", "llava", llava, "LLaVA-1.5: CLIP tower, one patch grid per image, Llama"),
     Family("llava-qwen2", "vlm", "llava", llava_qwen2, "LLaVA-1.5 with a Qwen2 language model: one grid per image"),
     Family("llava-next", "vlm", "llava", llava_next, "anyres tiles plus a base view, a newline token per tile row"),
     Family("llava-onevision", "vlm", "llava", llava_onevision, "SigLIP tiles (anyres_max_9), Qwen2 language model"),
