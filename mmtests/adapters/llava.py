@@ -53,6 +53,20 @@ class AttentionMaps:
     image_size: tuple[int, int] | None = None  # (width, height) of the RGB image given to the processor
 
 
+def processor_batch(processor, facts: VLMFacts, images, texts: list[str], device: torch.device, dtype: torch.dtype,
+                    suffixes: list[str] | None = None):
+    """The processor's batch for one image per text, as a flat list or one list per sample (the family's fact),
+    on `device` (floating tensors, the pixels, in `dtype` on CUDA; ids, masks and grids keep theirs)."""
+    # The one RGB rule (alpha on white, 16-bit scaled, first frame) before the processor's own conversion.
+    images = [to_rgb(image)[0] for image in images]
+    if facts.nested_images:
+        images = [[image] for image in images]
+    extra = {"suffix": suffixes} if suffixes else {}
+    inputs = processor(images=images, text=texts, padding=True, return_tensors="pt", **extra)
+    inputs.pop("labels", None)  # PaliGemma returns training labels; nothing here computes a loss
+    return inputs.to(device, dtype=dtype) if device.type == "cuda" else inputs
+
+
 def _dtype(device: torch.device, dtype: str | None) -> torch.dtype:
     if dtype:
         return getattr(torch, dtype)
@@ -113,23 +127,13 @@ class VisionLanguageModel:
         the model's turn opened; without a template, the family's own form (PaliGemma: the question itself, to
         which the processor adds the image tokens, BOS and a newline)."""
         if not getattr(self.processor, "chat_template", None):
-            return question  # facts.prompt_without_template == "prefix" (checked at load)
+            # facts.prompt_without_template == "prefix" (checked at load): the image marker, then the question
+            return f"{getattr(self.processor, 'image_token', '')}{question}"
         conversation = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
         return self.processor.apply_chat_template(conversation, add_generation_prompt=True)
 
     def _inputs(self, images, texts: list[str], suffixes: list[str] | None = None):
-        """The processor's batch: one image per text, as a flat list or one list per sample (the family's fact)."""
-        # The one RGB rule (alpha on white, 16-bit scaled, first frame) before the processor's own conversion.
-        images = [to_rgb(image)[0] for image in images]
-        if self.facts.nested_images:
-            images = [[image] for image in images]
-        extra = {"suffix": suffixes} if suffixes else {}
-        inputs = self.processor(images=images, text=texts, padding=True, return_tensors="pt", **extra)
-        inputs.pop("labels", None)  # PaliGemma returns training labels; nothing here computes a loss
-        if self.device.type != "cuda":
-            return inputs
-        # Floating tensors (pixels) in the model's dtype; ids, masks and grids keep theirs.
-        return inputs.to(self.device, dtype=self.model.dtype)
+        return processor_batch(self.processor, self.facts, images, texts, self.device, self.model.dtype, suffixes)
 
     @torch.no_grad()
     def generate(self, images, questions: list[str], max_new_tokens: int, batch_size: int = 32) -> list[Generation]:

@@ -228,11 +228,15 @@ class VLMCache:
         column = self.matrix.datasets[qset.dataset].image_column
         text = vlm.model.config.text_config
         ip = vlm.processor.image_processor
-        crop = (ip.crop_size["height"], ip.crop_size["width"])
         summary = None
         for q in items:
             image = ds[q.image][column]
             maps = vlm.attention_maps(image, q.qa.question)
+            if maps.grid is None or not getattr(ip, "crop_size", None):
+                raise EntryError(f"[models.{model}]: attention maps are measured here for single-grid models "
+                                 f"(LLaVA-1.5); a {vlm.model.config.model_type!r} model's image tokens "
+                                 f"({len(maps.image_positions)}, mask {maps.mask!r}) need the processor's geometry")
+            crop = (ip.crop_size["height"], ip.crop_size["width"])
             att, span = maps.attentions, maps.segments["image"]
             if summary is None:
                 summary = AttentionSummary(model, att.shape[0], att.shape[1], text.num_hidden_layers,
