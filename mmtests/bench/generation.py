@@ -33,9 +33,10 @@ class Loaded:
 
     def inputs(self, batch_size: int) -> dict:
         """`batch_size` copies of the question about the shapes image, through the processor, on the model's device."""
+        from PIL import Image
+
         from ..adapters.llava import processor_batch
         from ..data.render import render_scene
-        from PIL import Image
 
         image = Image.fromarray(render_scene(IMAGE_SEED, "test")[0])
         return dict(processor_batch(self.processor, self.facts, [image] * batch_size,
@@ -80,8 +81,14 @@ RANDOM = {
 def random_llava(architecture: str, device: torch.device, dtype: torch.dtype, seed: int = 0) -> Loaded:
     """A LLaVA-1.5-style model of the named sizes with random weights, built directly on `device`, with a LLaVA
     processor (CLIP preprocessing at the tower's size, a word tokenizer in the model's vocabulary)."""
-    from transformers import CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig
-    from transformers import LlavaForConditionalGeneration, LlavaProcessor
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
 
     from ..adapters.vlm_facts import facts_of
     from ..tiny_families.tokenizer import build_word_tokenizer

@@ -110,8 +110,14 @@ PINPOINTS = [[TILE, TILE], [TILE, 2 * TILE], [2 * TILE, TILE], [2 * TILE, 2 * TI
 
 
 def llava_next(folder: Path, seed: int) -> dict:
-    from transformers import (CLIPVisionConfig, LlamaConfig, LlavaNextConfig, LlavaNextForConditionalGeneration,
-                              LlavaNextImageProcessor, LlavaNextProcessor)
+    from transformers import (
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaNextConfig,
+        LlavaNextForConditionalGeneration,
+        LlavaNextImageProcessor,
+        LlavaNextProcessor,
+    )
 
     tok = tokenizer(("<image>",))
     ip = LlavaNextImageProcessor(size={"shortest_edge": TILE}, crop_size={"height": TILE, "width": TILE},
@@ -127,9 +133,15 @@ def llava_next(folder: Path, seed: int) -> dict:
 
 
 def llava_onevision(folder: Path, seed: int) -> dict:
-    from transformers import (LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration,
-                              LlavaOnevisionImageProcessor, LlavaOnevisionProcessor, LlavaOnevisionVideoProcessor, Qwen2Config,
-                              SiglipVisionConfig)
+    from transformers import (
+        LlavaOnevisionConfig,
+        LlavaOnevisionForConditionalGeneration,
+        LlavaOnevisionImageProcessor,
+        LlavaOnevisionProcessor,
+        LlavaOnevisionVideoProcessor,
+        Qwen2Config,
+        SiglipVisionConfig,
+    )
 
     tok = tokenizer(("<image>", "<video>"))
     ip = LlavaOnevisionImageProcessor(size={"height": TILE, "width": TILE}, image_grid_pinpoints=PINPOINTS,
@@ -223,8 +235,14 @@ def smolvlm(folder: Path, seed: int) -> dict:
 
 def paligemma(folder: Path, seed: int) -> dict:
     """A prefix-LM: the image tokens, BOS and the prompt attend both ways; no chat template, by design."""
-    from transformers import GemmaConfig, PaliGemmaConfig, PaliGemmaForConditionalGeneration, PaliGemmaProcessor
-    from transformers import SiglipImageProcessor, SiglipVisionConfig
+    from transformers import (
+        GemmaConfig,
+        PaliGemmaConfig,
+        PaliGemmaForConditionalGeneration,
+        PaliGemmaProcessor,
+        SiglipImageProcessor,
+        SiglipVisionConfig,
+    )
 
     tok = tokenizer(("<image>",), extra_special_tokens={"image_token": "<image>"})
     ip = SiglipImageProcessor(size={"height": TILE, "width": TILE}, image_mean=MEAN, image_std=STD)
@@ -281,7 +299,7 @@ VLM: tuple = (
     Family("llava-next", "vlm", "llava", llava_next, "anyres tiles plus a base view, a newline token per tile row"),
     Family("llava-onevision", "vlm", "llava", llava_onevision, "SigLIP tiles (anyres_max_9), Qwen2 language model"),
     Family("qwen2-vl", "vlm", "llava", qwen2_vl, "dynamic resolution: 2x2 merged patches, image_grid_thw"),
-    Family("qwen2.5-vl", "vlm", "llava", qwen2_5_vl, "dynamic resolution with windowed vision attention"),
+    Family("qwen2-5-vl", "vlm", "llava", qwen2_5_vl, "dynamic resolution with windowed vision attention"),
     Family("idefics3", "vlm", "llava", idefics3, "tiles and a global view, row/col text tokens between image tokens"),
     Family("smolvlm", "vlm", "llava", smolvlm, "Idefics3's layout; its processor needs num2words (extra 'smolvlm')"),
     Family("paligemma", "vlm", "llava", paligemma, "prefix-LM without a chat template: image and prompt attend both ways"),
