@@ -107,7 +107,8 @@ def _pope_cases(matrix: Matrix) -> list[tuple]:
     return cases
 
 
-PARAMETRIZED = {"zero_shot_check", "gain_check", "retrieval_check", "stability_check", "attention_check", "answers_check", "answer_case",
+PARAMETRIZED = {"zero_shot_check", "gain_check", "retrieval_check", "stability_check",
+                "attention_check", "answers_check", "answer_case",
                 "pope_case"}  # the fixtures the matrix parametrizes
 
 

@@ -51,7 +51,8 @@ class Matrix:
 
     def unchecked_models(self) -> list[str]:
         """Models no check of the suites runs on (nor uses as a control), in matrix order."""
-        checks = (*self.zero_shot, *self.prompt_gain, *self.retrieval, *self.answers, *self.pope, *self.stability, *self.attention)
+        checks = (*self.zero_shot, *self.prompt_gain, *self.retrieval, *self.answers, *self.pope, *self.stability,
+                  *self.attention)
         used = {c.model for c in checks} | {c.control for c in self.attention}
         return [m for m in self.models if m not in used]
 

@@ -251,6 +251,7 @@ class EvaluationSpec:
 
 TABLE_SECTIONS = {"models": ModelSpec, "datasets": DatasetSpec, "prompt_sets": PromptSet,
                   "question_sets": QuestionSet}  # [section.NAME]
-ARRAY_SECTIONS = {"zero_shot": ZeroShotCheck, "prompt_gain": GainCheck, "retrieval": RetrievalCheck, "answers": AnswerCheck, "pope": PopeCheck,
+ARRAY_SECTIONS = {"zero_shot": ZeroShotCheck, "prompt_gain": GainCheck, "retrieval": RetrievalCheck,
+                  "answers": AnswerCheck, "pope": PopeCheck,
                   "stability": StabilityCheck, "attention": AttentionCheck}  # [[section]]
 SETTINGS_SECTIONS = {"benchmarks": BenchmarkSpec, "evaluation": EvaluationSpec}  # [section] of key = value lines

@@ -4,7 +4,8 @@ A baseline is a folder per model (the entry's `baseline = "..."`):
 - `outcomes.json`: its `format`, the model it was recorded from, the environment it was taken on, and per check
   key the per-sample outcomes (predicted class and its probability per image; answer text, correctness and kind
   per question; rank and score of the first positive per retrieval query) with a digest of the samples' ground
-  truth, so a changed dataset is told apart from a changed model. Its schema is `FIELDS` / `REQUIRED`, checked whole by `outcomes_problems` when it is read;
+  truth, so a changed dataset is told apart from a changed model. Its schema is `FIELDS` / `REQUIRED`, checked
+  whole by `outcomes_problems` when it is read;
 - `fingerprint.safetensors`: probe-set arrays (image embeddings, text classifier, caption embeddings,
   first-answer-token log-probabilities), with the model and the keys it holds in its metadata.
 

@@ -85,7 +85,7 @@ METRICS: dict[str, Metric] = _rows(
     Metric("first_token_kl", LOWER, label="first-token KL"),
     *[m for way in ("image_to_text", "text_to_image") for m in (
         Metric(f"{way}_r1_vs_baseline"), Metric(f"{way}_rank_agreement"), Metric(f"{way}_score_change", LOWER))],
-    Metric("caption_cosine"),
+    Metric("captions_cosine"),
     # why a check has no figure
     Metric("usable"),
     Metric("available"),

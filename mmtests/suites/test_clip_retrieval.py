@@ -89,5 +89,5 @@ def test_retrieval_matches_baseline(retrieval_check, mm, request):
             gates.largest_change_gate(f"{way}_score_change", change, "max_score_change", tol, names,
                                       "score (cosine) of the first positive"),
         ]
-    checks.append(gates.cosine_gate("caption_cosine", baseline.array(key), captions, tol, "probe caption embeddings"))
+    checks.append(gates.cosine_gate("captions_cosine", baseline.array(key), captions, tol, "probe caption embeddings"))
     mm.judge(request, checks, **_where(c, precision=mm.encoders.precision(c.model)))
