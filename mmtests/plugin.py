@@ -107,7 +107,8 @@ def _pope_cases(matrix: Matrix) -> list[tuple]:
     return cases
 
 
-PARAMETRIZED = {"zero_shot_check", "gain_check", "stability_check", "attention_check", "answers_check", "answer_case",
+PARAMETRIZED = {"zero_shot_check", "gain_check", "retrieval_check", "stability_check",
+                "attention_check", "answers_check", "answer_case",
                 "pope_case"}  # the fixtures the matrix parametrizes
 
 
@@ -116,6 +117,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     matrix = session_matrix(metafunc.config)
     for fixture, checks in (("zero_shot_check", matrix.zero_shot), ("gain_check", matrix.prompt_gain),
+                            ("retrieval_check", matrix.retrieval),
                             ("stability_check", matrix.stability), ("attention_check", matrix.attention),
                             ("answers_check", matrix.answers)):
         if fixture in metafunc.fixturenames:

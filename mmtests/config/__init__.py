@@ -26,6 +26,7 @@ from .schema import (
     PopeCheck,
     PromptSet,
     QuestionSet,
+    RetrievalCheck,
     StabilityCheck,
     VLMCheck,
     ZeroShotCheck,
@@ -34,4 +35,5 @@ from .schema import (
 __all__ = ["BACKENDS", "DEFAULT_CONFIG", "DTYPES", "DUAL_ENCODERS", "IMAGE_FORMATS", "MAX_LOADER_WORKERS",
            "QUESTION_SOURCES", "RANDOM_VLMS", "SOURCES", "AnswerCheck", "AttentionCheck", "BenchmarkSpec", "ConfigError",
            "DatasetSpec", "EvaluationSpec", "GainCheck", "Matrix", "ModelSpec", "PopeCheck", "PromptSet", "QuestionSet",
+           "RetrievalCheck",
            "StabilityCheck", "VLMCheck", "ZeroShotCheck", "is_local_path", "load_matrix"]

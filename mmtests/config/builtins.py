@@ -16,7 +16,8 @@ OPEN_CLIP_PROMPT_SETS = {"openai_imagenet": "open_clip:OPENAI_IMAGENET_TEMPLATES
                          "simple_imagenet": "open_clip:SIMPLE_IMAGENET_TEMPLATES"}
 # (section of the check, key) pairs that name a dataset or a prompt set
 NAMED_BY = {
-    "datasets": (("zero_shot", "dataset"), ("prompt_gain", "dataset"), ("question_sets", "dataset")),
+    "datasets": (("zero_shot", "dataset"), ("prompt_gain", "dataset"), ("retrieval", "dataset"),
+                 ("question_sets", "dataset")),
     "prompt_sets": (("zero_shot", "prompt_set"), ("prompt_gain", "baseline"), ("prompt_gain", "candidate")),
 }
 

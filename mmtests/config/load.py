@@ -16,7 +16,7 @@ from .schema import ARRAY_SECTIONS, SETTINGS_SECTIONS, TABLE_SECTIONS, keys
 from .values import Context, did_you_mean, toml_type
 
 # Entries may name entries of the sections read before theirs.
-READ_ORDER = ("models", "datasets", "prompt_sets", "zero_shot", "prompt_gain", "question_sets", "answers", "pope",
+READ_ORDER = ("models", "datasets", "prompt_sets", "zero_shot", "prompt_gain", "retrieval", "question_sets", "answers", "pope",
               "stability", "attention")
 
 

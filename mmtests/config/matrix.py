@@ -16,6 +16,7 @@ from .schema import (
     PopeCheck,
     PromptSet,
     QuestionSet,
+    RetrievalCheck,
     StabilityCheck,
     ZeroShotCheck,
 )
@@ -34,6 +35,7 @@ class Matrix:
     prompt_sets: dict[str, PromptSet] = field(default_factory=dict)
     zero_shot: list[ZeroShotCheck] = field(default_factory=list)
     prompt_gain: list[GainCheck] = field(default_factory=list)
+    retrieval: list[RetrievalCheck] = field(default_factory=list)
     question_sets: dict[str, QuestionSet] = field(default_factory=dict)
     answers: list[AnswerCheck] = field(default_factory=list)
     pope: list[PopeCheck] = field(default_factory=list)
@@ -49,7 +51,8 @@ class Matrix:
 
     def unchecked_models(self) -> list[str]:
         """Models no check of the suites runs on (nor uses as a control), in matrix order."""
-        checks = (*self.zero_shot, *self.prompt_gain, *self.answers, *self.pope, *self.stability, *self.attention)
+        checks = (*self.zero_shot, *self.prompt_gain, *self.retrieval, *self.answers, *self.pope, *self.stability,
+                  *self.attention)
         used = {c.model for c in checks} | {c.control for c in self.attention}
         return [m for m in self.models if m not in used]
 
@@ -73,6 +76,7 @@ class Matrix:
             prompt_sets=self.prompt_sets,
             zero_shot=[c for c in self.zero_shot if c.model in keep_m and c.dataset in keep_d],
             prompt_gain=[c for c in self.prompt_gain if c.model in keep_m and c.dataset in keep_d],
+            retrieval=[c for c in self.retrieval if c.model in keep_m and c.dataset in keep_d],
             question_sets={k: v for k, v in self.question_sets.items() if k in keep_q},
             answers=vlm(self.answers), pope=vlm(self.pope), stability=vlm(self.stability), attention=vlm(self.attention),
             benchmarks=self.benchmarks, evaluation=self.evaluation,

@@ -90,6 +90,15 @@ def zero_shot(values: dict, entry: dict, where: str, ctx: Context) -> bool:
     return True
 
 
+def retrieval(values: dict, entry: dict, where: str, ctx: Context) -> bool:
+    found = ctx.matrix.datasets.get(values["dataset"])
+    if found is not None and found.caption_column is None:
+        hint = ' ("captions" in the shapes world)' if found.source == "shapes" else ""
+        ctx.problems.append(f"[datasets.{found.name}]: missing 'caption_column' (the column holding each image's "
+                            f"captions{hint}), needed by {where}")
+    return True
+
+
 def prompt_gain(values: dict, entry: dict, where: str, ctx: Context) -> bool:
     if "baseline" in entry and "candidate" in entry and values["baseline"] == values["candidate"]:
         ctx.problems.append(f"{where}: baseline and candidate are both {values['baseline']!r}; a prompt set's gain "
@@ -128,4 +137,4 @@ def benchmarks(values: dict, entry: dict, where: str, ctx: Context) -> bool:
 
 
 RULES = {"models": model, "datasets": dataset, "question_sets": question_set, "zero_shot": zero_shot,
-         "prompt_gain": prompt_gain, "answers": answers, "attention": attention, "benchmarks": benchmarks}
+         "prompt_gain": prompt_gain, "retrieval": retrieval, "answers": answers, "attention": attention, "benchmarks": benchmarks}

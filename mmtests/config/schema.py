@@ -76,6 +76,8 @@ class DatasetSpec:
     # needed by zero-shot checks; question sets may do without
     label_column: str | None = key(Text(message="{key} must be a column name"), None, rejects=True)
     image_column: str = key(Text(), "image")
+    # retrieval: a column of captions (a list of strings per image, or one string); "captions" in the shapes world
+    caption_column: str | None = key(Text(message="{key} must be a column name"), None)
     classnames: tuple[str, ...] | None = key(Classnames(), None)  # None: the label column's ClassLabel names
     size: int | None = key(Count(), None)  # shapes world only: number of images
     limit: int | None = key(Count(), None)  # evaluate the first `limit` rows only
@@ -125,6 +127,28 @@ class GainCheck:
     @property
     def id(self) -> str:
         return f"{self.model}/{self.dataset}/{self.candidate}-vs-{self.baseline}"
+
+
+@dataclass(frozen=True)
+class RetrievalCheck:
+    """Image -> text and text -> image recall@1/5/10 of a dual encoder on a dataset's captions."""
+
+    model: str = key(Models(vlm=False, need=f"retrieval checks need a dual encoder ({', '.join(DUAL_ENCODERS)})"),
+                     toml="models")
+    dataset: str = key(Ref("dataset", "datasets"))
+    min_image_to_text_r1: float | None = bound("image_to_text_r1")  # None: measured and reported, not asserted
+    min_image_to_text_r5: float | None = bound("image_to_text_r5")
+    min_image_to_text_r10: float | None = bound("image_to_text_r10")
+    min_text_to_image_r1: float | None = bound("text_to_image_r1")
+    min_text_to_image_r5: float | None = bound("text_to_image_r5")
+    min_text_to_image_r10: float | None = bound("text_to_image_r10")
+
+    @property
+    def id(self) -> str:
+        return f"{self.model}/{self.dataset}"
+
+    def floor(self, metric_name: str) -> float | None:
+        return getattr(self, f"min_{metric_name}")
 
 
 @dataclass(frozen=True)
@@ -227,6 +251,7 @@ class EvaluationSpec:
 
 TABLE_SECTIONS = {"models": ModelSpec, "datasets": DatasetSpec, "prompt_sets": PromptSet,
                   "question_sets": QuestionSet}  # [section.NAME]
-ARRAY_SECTIONS = {"zero_shot": ZeroShotCheck, "prompt_gain": GainCheck, "answers": AnswerCheck, "pope": PopeCheck,
+ARRAY_SECTIONS = {"zero_shot": ZeroShotCheck, "prompt_gain": GainCheck, "retrieval": RetrievalCheck,
+                  "answers": AnswerCheck, "pope": PopeCheck,
                   "stability": StabilityCheck, "attention": AttentionCheck}  # [[section]]
 SETTINGS_SECTIONS = {"benchmarks": BenchmarkSpec, "evaluation": EvaluationSpec}  # [section] of key = value lines

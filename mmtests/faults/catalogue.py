@@ -21,6 +21,9 @@ TARGETS = {
 }
 
 
+DUAL_ENCODER_TARGETS = ("tiny-clip", "tiny-clip-hf")
+
+
 @dataclass(frozen=True)
 class Fault:
     name: str
@@ -28,6 +31,12 @@ class Fault:
     what: str
     files: Callable[[Path], None] | None = None  # edits the copied model folder in place
     matrix: Callable[[str], str] | None = None  # edits the matrix text
+
+    @property
+    def dual_encoder(self) -> bool:
+        """A fault in a dual encoder's own files (weights, preprocessing, tokenizer), which every CLIP suite sees;
+        the matrix faults edit prompts and class names, which only the zero-shot checks use."""
+        return self.files is not None and self.target in DUAL_ENCODER_TARGETS
 
 
 def _matrix_sub(old: str, new: str) -> Callable[[str], str]:

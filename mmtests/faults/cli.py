@@ -17,6 +17,17 @@ DESCRIPTION = ("Detection power, measured: apply a catalogue of silent faults to
                "many clean reruns stay green.")
 
 
+def _by_retrieval(results: list[Result], clean: list[Result]) -> dict | None:
+    """How many of the faults in the dual encoders' files the retrieval checks alone turn red (None: no such fault)."""
+    dual = [r for r in results if r.dual_encoder]
+    if not dual:
+        return None
+    caught = [r for r in dual if r.suites.get("retrieval")]
+    return {"faults": len(dual), "caught": len(caught), "rate": len(caught) / len(dual),
+            "missed": [r.name for r in dual if not r.suites.get("retrieval")],
+            "false_alarms": sum(bool(r.suites.get("retrieval")) for r in clean)}
+
+
 def _summary(results: list[Result], clean: list[Result], path: Path, **extra) -> int:
     from tabulate import tabulate
 
@@ -28,6 +39,12 @@ def _summary(results: list[Result], clean: list[Result], path: Path, **extra) ->
     print(f"detection rate: {rate:.0%} ({sum(r.caught for r in results)} of {len(results)})")
     if clean:
         print(f"false alarms: {alarms} (of {len(clean)} clean reruns)")
+    retrieval = _by_retrieval(results, clean)
+    if retrieval:
+        print(f"retrieval: {retrieval['caught']} of {retrieval['faults']} faults in the dual encoders' files caught by "
+              f"the retrieval checks ({retrieval['rate']:.0%}); missed: {', '.join(retrieval['missed']) or 'none'}; "
+              f"false alarms of retrieval on clean reruns: {retrieval['false_alarms']}")
+        extra["retrieval"] = retrieval
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({
         "detection_rate": rate, "false_alarms": alarms if clean else None,
@@ -57,7 +74,7 @@ def _zoo(args: argparse.Namespace) -> int:
             workdir = Path(tmp) / fault.name
             workdir.mkdir()
             r = _run(apply(fault, workdir), TARGETS[fault.target][2], workdir)
-            r.name, r.what = fault.name, fault.what
+            r.name, r.what, r.dual_encoder = fault.name, fault.what, fault.dual_encoder
             results.append(r)
             tqdm.write(f"{fault.name}: {'caught by ' + str(len(r.red)) + ' checks' if r.caught else 'MISSED'} "
                        f"({r.seconds:.0f} s)")

@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import DEFAULT_CONFIG
@@ -23,6 +23,8 @@ class Result:
     red: list[str]  # "test_id metric" of every failed figure
     exit_code: int
     seconds: float
+    suites: dict[str, int] = field(default_factory=dict)  # red figures per suite
+    dual_encoder: bool = False  # a fault in a dual encoder's own files (weights, preprocessing, tokenizer)
 
     @property
     def caught(self) -> bool:
@@ -46,13 +48,14 @@ def _run(matrix: Path, models: list[str], workdir: Path, batch: int | None = Non
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=workdir)
     if log is not None:
         log.write_text(proc.stdout + proc.stderr)
-    red = []
+    red, suites = [], {}
     if records.is_file():
         for line in records.read_text().splitlines():
             r = json.loads(line)
             if r.get("kind") == "figure" and r.get("outcome") == "fail":
                 red.append(f"{r['test_id']} {r['metric']}")
-    return Result("", "", red, proc.returncode, time.perf_counter() - start)
+                suites[r["suite"]] = suites.get(r["suite"], 0) + 1
+    return Result("", "", red, proc.returncode, time.perf_counter() - start, suites)
 
 
 def apply(fault: Fault, workdir: Path) -> Path:

@@ -3,10 +3,11 @@
 A baseline is a folder per model (the entry's `baseline = "..."`):
 - `outcomes.json`: its `format`, the model it was recorded from, the environment it was taken on, and per check
   key the per-sample outcomes (predicted class and its probability per image; answer text, correctness and kind
-  per question) with a digest of the samples' ground truth, so a changed dataset is told apart from a changed
-  model. Its schema is `FIELDS` / `REQUIRED`, checked whole by `outcomes_problems` when it is read;
-- `fingerprint.safetensors`: probe-set arrays (image embeddings, text classifier, first-answer-token
-  log-probabilities), with the model and the keys it holds in its metadata.
+  per question; rank and score of the first positive per retrieval query) with a digest of the samples' ground
+  truth, so a changed dataset is told apart from a changed model. Its schema is `FIELDS` / `REQUIRED`, checked
+  whole by `outcomes_problems` when it is read;
+- `fingerprint.safetensors`: probe-set arrays (image embeddings, text classifier, caption embeddings,
+  first-answer-token log-probabilities), with the model and the keys it holds in its metadata.
 
 A part a gate needs that the folder lacks (no fingerprint, another model's, a key not in it) is a `MissingPart`:
 the gate is red and says which part and how to re-record it, it never drops out of the report.
@@ -34,9 +35,10 @@ RERECORD = "re-record it from a known-good run with `pytest --mm-save-baseline`"
 # must hold. Every list of one key is one value per sample, so they have one length.
 FIELDS: dict[str, tuple[type, str]] = {
     "predicted": (int, "class indices"), "probability": (float, "numbers"), "correct": (bool, "true/false"),
-    "text": (str, "strings"), "kind": (str, "strings"),
+    "text": (str, "strings"), "kind": (str, "strings"), "rank": (int, "ranks"), "score": (float, "numbers"),
 }
-REQUIRED = {"zero_shot": ("predicted", "probability", "correct"), "answers": ("text", "correct", "kind")}
+REQUIRED = {"zero_shot": ("predicted", "probability", "correct"), "answers": ("text", "correct", "kind"),
+            "retrieval": ("rank", "score")}
 TOP_LEVEL = {"model": str, "environment": dict, "samples": dict}
 SHOWN = 3  # problems named in one message
 

@@ -43,6 +43,11 @@ METRICS: dict[str, Metric] = _rows(
     Metric("images_skipped", LOWER, label="images left out (undecodable)"),
     Metric("images_converted", LOWER, history="neutral", label="images converted to RGB (alpha, 16-bit, frames)"),
     Metric("gain", matrix_key="min_gain", range=(-1.0, 1.0), label="top-1 gain"),
+    # image <-> text retrieval (mmtests.evaluation.retrieval): recall@k, at least one positive in the top k
+    *[Metric(f"{way}_r{k}", matrix_key=f"min_{way}_r{k}", label=f"{arrow} R@{k}",
+             trivial="random ranking (recall@k about k/N per query)")
+      for way, arrow in (("image_to_text", "i→t"), ("text_to_image", "t→i")) for k in (1, 5, 10)],
+    Metric("captions_per_image", history="neutral", range=(0.0, 1e6), label="captions per image"),
     # LLaVA answers, POPE, generation stability
     Metric("accuracy", matrix_key="min_accuracy", trivial="always giving the most frequent answer"),
     Metric("precision"),
@@ -78,6 +83,9 @@ METRICS: dict[str, Metric] = _rows(
     Metric("image_cosine"),
     Metric("classifier_cosine"),
     Metric("first_token_kl", LOWER, label="first-token KL"),
+    *[m for way in ("image_to_text", "text_to_image") for m in (
+        Metric(f"{way}_r1_vs_baseline"), Metric(f"{way}_rank_agreement"), Metric(f"{way}_score_change", LOWER))],
+    Metric("captions_cosine"),
     # why a check has no figure
     Metric("usable"),
     Metric("available"),

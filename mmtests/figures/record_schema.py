@@ -24,6 +24,8 @@ NORMAL_ENDS = (None, 0, 1, 5)
 NEEDS = {  # fields the report's tables read, by (suite, metric); None: every metric of the suite
     ("zero_shot", "top1"): ("model", "dataset", "prompt_set"),
     ("prompt_gain", "gain"): ("model", "dataset", "baseline", "candidate", "baseline_top1", "candidate_top1", "stderr"),
+    **{("retrieval", f"{way}_r{k}"): ("model", "dataset", "chance", "n") for way in ("image_to_text", "text_to_image")
+       for k in (1, 5, 10)},
     ("vlm_answers", "accuracy"): ("model", "question_set", "question_kind"),
     ("pope", "f1"): ("model", "pope_set", "n"),
     ("pope", "yes_ratio_gap"): ("yes_ratio", "true_yes_ratio"),

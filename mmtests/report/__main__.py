@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 from ..figures.record_files import anchored, atomic_write, merged, run_folders
 from ..figures.record_reader import Run, benchmark_sweeps, read_run
-from . import llava, markdown
+from . import llava, markdown, retrieval
 from .history import DEFAULT_THRESHOLDS, Thresholds, append, compare_with_previous, snapshot
 from .plots import accuracy_by_prompt_set, prompt_gains, throughput_by_batch_size
 from .trend import recent, trend_plot
@@ -158,6 +158,11 @@ def _render(run: Run, run_dir: Path, bench, detection, comparison, thresholds: T
         safe("prompt-gain", markdown.prompt_gains, run),
         _picture("prompt gains with 95% intervals", safe("prompt-gain plot", prompt_gains, run.select("prompt_gain", "gain"),
                                                           run_dir / "prompt_gains.png")),
+        "## Image ↔ text retrieval",
+        "Recall@k: the share of queries with at least one positive among the k best-scoring candidates "
+        "(CLIP_benchmark's definition; ties count against the query). i→t: an image is retrieved when one of its "
+        "captions is; t→i: a caption text when one of its images is. Random ranking scores about k/N.",
+        safe("retrieval", retrieval.table, run),
         "## Zero-shot details", safe("zero-shot details", markdown.secondary_metrics, run),
         *(safe("LLaVA", llava.section, run, run_dir) or []),
         "## Benchmarks", safe("benchmark", markdown.benchmarks, bench),

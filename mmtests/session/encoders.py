@@ -14,9 +14,10 @@ from dataclasses import dataclass
 import torch
 
 from ..adapters import DualEncoder, load_dual_encoder
-from ..config import DatasetSpec, GainCheck, Matrix, ZeroShotCheck
+from ..config import DatasetSpec, GainCheck, Matrix, RetrievalCheck, ZeroShotCheck
 from ..data.sources import LoadedDataset, labels_and_class_names, load_checked
 from ..errors import EntryError
+from ..evaluation.retrieval import RetrievalResult, caption_positives, retrieval
 from ..evaluation.zero_shot import (
     PairedGain,
     ZeroShotMetrics,
@@ -161,6 +162,9 @@ class DualEncoderCache:
         self._features = memo(self._embed)
         self._classifier = memo(self._text_classifier)
         self._logits = memo(self._classify)
+        self._captions = memo(self._load_captions, ABSENT_OR_BROKEN)
+        self._caption_features = memo(self._embed_captions)
+        self._retrieval = memo(self._retrieve)
 
     def _encoder(self, model: str) -> DualEncoder:
         with hub_access(self.online):
@@ -239,3 +243,51 @@ class DualEncoderCache:
             self._logits(check.model, check.dataset, check.baseline),
             labels,
         )
+
+    # ------------------------------------------------------------------ retrieval
+    def _load_captions(self, dataset: str) -> tuple[list[str], torch.Tensor, list]:
+        spec = self.matrix.datasets[dataset]
+        ds = self.dataset(spec)
+        column = spec.caption_column
+        if column not in ds.column_names:
+            raise EntryError(f"[datasets.{dataset}]: caption_column {column!r} is not a column of the dataset "
+                             f"(columns: {', '.join(ds.column_names)}); set caption_column to the column holding "
+                             "each image's captions")
+        per_image = list(ds[column])
+        try:
+            texts, positives = caption_positives(per_image)
+        except ValueError as err:
+            raise EntryError(f"[datasets.{dataset}]: caption column {column!r}: {err}; give every row at least one "
+                             "caption (a string or a list of strings), or leave the row out") from err
+        return texts, positives, per_image
+
+    def captions(self, dataset: str) -> tuple[list[str], torch.Tensor, list]:
+        """A dataset's distinct caption texts, the positive pairs (images x texts) and each image's captions as read."""
+        return self._captions(dataset)
+
+    @torch.no_grad()
+    def _embed_captions(self, model: str, dataset: str) -> torch.Tensor:
+        texts = self.captions(dataset)[0]
+        encoder, out = self.encoder(model), []
+        desc = f"embedding the captions of {dataset} with {model}"
+        self.progress(desc, 0, len(texts), "captions")
+        with encoder.autocast():
+            for start in range(0, len(texts), self.batch_size * 4):
+                part = texts[start:start + self.batch_size * 4]
+                out.append(encoder.encode_text(encoder.tokenizer(part), normalize=True).float().cpu())
+                self.progress(desc, start + len(part), len(texts), "captions")
+        return torch.cat(out)
+
+    def caption_features(self, model: str, dataset: str) -> torch.Tensor:
+        """L2-normalised embeddings (T x D) of a dataset's distinct caption texts, through the text tower as written
+        (no template)."""
+        return self._caption_features(model, dataset)
+
+    def _retrieve(self, model: str, dataset: str) -> RetrievalResult:
+        texts, positives, _ = self.captions(dataset)
+        images = self._features(model, self.matrix.datasets[dataset].images_key)
+        return retrieval(images, self.caption_features(model, dataset), positives, texts)
+
+    def retrieval(self, check: RetrievalCheck) -> RetrievalResult:
+        """Image -> text and text -> image, query by query (mmtests.evaluation.retrieval)."""
+        return self._retrieval(check.model, check.dataset)
