@@ -8,6 +8,7 @@ Face, an `open_clip_config.json` folder for open_clip's `local-dir:`). Random we
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -36,8 +37,31 @@ def _tokenizer():
     return build_word_tokenizer(shapes_words(), VOCAB_SIZE, CONTEXT)
 
 
+def _gemma_style_tokenizer():
+    """SigLIP 2's tokenizer is Gemma's, and transformers loads every siglip2 checkpoint's with `Siglip2Tokenizer`
+    (lower-case, spaces as "▁", byte-pair merges over the whole text, no pre-splitting), whatever its files say: a
+    word-level vocabulary would come back as unknown characters. So the shapes words get byte-pair merges in that
+    format, learned from the words themselves (each word, bare and after a space, becomes one token); BOS first, as
+    Gemma's."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"]
+    tok = Tokenizer(models.BPE(unk_token="<unk>", fuse_unk=True))
+    tok.normalizer = normalizers.Sequence([normalizers.Lowercase(), normalizers.Replace(" ", "▁")])
+    tok.pre_tokenizer = pre_tokenizers.Split("▁", behavior="merged_with_next")  # merges within words only
+    words = shapes_words()
+    tok.train_from_iterator([*words, *(f" {w}" for w in words)],
+                            trainers.BpeTrainer(vocab_size=1000, min_frequency=1, special_tokens=specials,
+                                                show_progress=False))
+    tok.pre_tokenizer = pre_tokenizers.Split(" ", behavior="merged_with_previous")  # as Siglip2Tokenizer's
+    tok.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 2)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>",
+                                   unk_token="<unk>", mask_token="<mask>", model_max_length=CONTEXT)
+
+
 def _text_ids(tok) -> dict:
-    return {"vocab_size": VOCAB_SIZE, "pad_token_id": tok.pad_token_id, "bos_token_id": tok.bos_token_id,
+    return {"vocab_size": len(tok), "pad_token_id": tok.pad_token_id, "bos_token_id": tok.bos_token_id,
             "eos_token_id": tok.eos_token_id, "max_position_embeddings": CONTEXT}
 
 
@@ -68,6 +92,15 @@ def build_clip(folder: Path, seed: int) -> dict:
     return _save_hf(model, CLIPProcessor(image_processor=images, tokenizer=tok), folder)
 
 
+def _sigmoid_init(model):
+    """The SigLIP paper's initial temperature and bias (scale 10, bias -10), where transformers starts at 1 and 0: a
+    bias that is not 0 is what tells the sigmoid head from a softmax."""
+    with torch.no_grad():
+        model.logit_scale.fill_(math.log(10.0))
+        model.logit_bias.fill_(-10.0)
+    return model
+
+
 def build_siglip(folder: Path, seed: int) -> dict:
     """SiglipModel (sigmoid head: logit_scale and logit_bias), 32-pixel images squashed (no crop), 4-pixel patches."""
     from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel, SiglipProcessor
@@ -76,7 +109,7 @@ def build_siglip(folder: Path, seed: int) -> dict:
     config = SiglipConfig(text_config={**_tower(), **_text_ids(tok)},
                           vision_config={**_tower(), "image_size": 32, "patch_size": 4})
     torch.manual_seed(seed)
-    model = SiglipModel(config).eval()
+    model = _sigmoid_init(SiglipModel(config).eval())
     images = SiglipImageProcessor(size={"height": 32, "width": 32}, resample=2, image_mean=SIGLIP_MEAN,
                                   image_std=SIGLIP_STD)
     return _save_hf(model, SiglipProcessor(image_processor=images, tokenizer=tok), folder)
@@ -87,11 +120,11 @@ def build_siglip2(folder: Path, seed: int) -> dict:
     `max_num_patches` (64) patches of 4 pixels, padded, with `pixel_attention_mask` and `spatial_shapes`."""
     from transformers import Siglip2Config, Siglip2ImageProcessor, Siglip2Model, Siglip2Processor
 
-    tok = _tokenizer()
+    tok = _gemma_style_tokenizer()
     config = Siglip2Config(text_config={**_tower(), **_text_ids(tok)},
                            vision_config={**_tower(), "patch_size": 4, "num_patches": 64})
     torch.manual_seed(seed)
-    model = Siglip2Model(config).eval()
+    model = _sigmoid_init(Siglip2Model(config).eval())
     images = Siglip2ImageProcessor(patch_size=4, max_num_patches=64, image_mean=SIGLIP_MEAN, image_std=SIGLIP_STD)
     return _save_hf(model, Siglip2Processor(image_processor=images, tokenizer=tok), folder)
 
