@@ -201,13 +201,31 @@ def test_the_suites_and_benchmarks_run_on_every_dual_family(built, tmp_path):
         top1 = [f["value"] for f in mine if f["metric"] == "top1"]
         assert len(top1) == 2 and all(0 <= v <= 1 for v in top1)
 
-    out = tmp_path / "bench.json"
+    # The benchmarks' passes, run once each (--benchmark-disable: timing is not what is tested here).
     bench = run([str(Path(__file__).resolve().parents[1] / "mmtests" / "benchmarks"), f"--mm-config={matrix}",
-                 "--benchmark-enable", "--benchmark-only", f"--benchmark-json={out}", "-m", "not gpu",
-                 "-k", "embedding or harness or throughput_raw or zero_shot_end_to_end"], tmp_path)
+                 "-m", "not gpu", "--benchmark-disable", "-rA",
+                 "-k", "embedding_throughput or throughput_raw_image_forward or throughput_zero_shot_end_to_end"], tmp_path)
     assert bench.returncode == 0, bench.stdout[-3000:]
-    runs = json.loads(out.read_text())["benchmarks"]
-    timed = {(b["extra_info"]["model"], b["extra_info"]["modality"]) for b in runs
-             if b["name"].startswith("test_embedding_throughput")}
-    assert timed == {(n, m) for n in DUAL for m in ("image", "text")}
-    assert all(b["extra_info"].get("items_per_s", 0) > 0 for b in runs if "throughput" in b["name"])
+    passed = {line.split("[", 1)[1].rstrip("]") for line in bench.stdout.splitlines()
+              if line.startswith("PASSED") and "test_embedding_throughput[" in line}
+    assert passed == {f"{n}-{m}-b2" for n in DUAL for m in ("image", "text")}
+    assert " 12 passed" in bench.stdout  # the ten embedding passes and the two zero-shot throughput passes
+
+
+def test_the_session_caches_measure_every_dual_family(built, tmp_path):
+    """The suites' measurements, in process (what the integration session above runs through pytest): zero-shot
+    figures, per-image samples with the model's own head, prompt gain, for every family."""
+    from mmtests.config import load_matrix
+    from mmtests.session.encoders import DualEncoderCache
+
+    matrix = load_matrix(str(family_matrix(built, tmp_path / "families.toml")))
+    encoders = DualEncoderCache(matrix, torch.device("cpu"))
+    assert set(matrix.models) == set(DUAL)
+    for check in matrix.zero_shot:
+        metrics, samples = encoders.zero_shot(check), encoders.zero_shot_samples(check)
+        assert metrics.n == 24 and len(samples.probability) == 24
+        assert all(0 < p < 1 for p in samples.probability), check.id
+        assert sum(samples.correct) / 24 == pytest.approx(metrics.top1)
+    for check in matrix.prompt_gain:
+        gain = encoders.prompt_gain(check)
+        assert gain.gain == pytest.approx(gain.candidate - gain.baseline) and gain.n == 24

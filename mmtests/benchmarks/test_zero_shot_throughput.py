@@ -216,8 +216,7 @@ GPU_PATHS = ("raw-forward", "cpu-decode", "gpu-decode")
 
 @pytest.fixture(scope="module")
 def vit_b_32():
-    from mmtests.adapters.base import Pixels, concat
-from mmtests.bench import embedding
+    from mmtests.bench import embedding
 
     model = embedding.BenchModel(f"{GPU_ARCH}-random-weights",
                                  ModelSpec(name=f"{GPU_ARCH}-random-weights", backend="open_clip", model=GPU_ARCH), "random")
