@@ -4,7 +4,6 @@ suites run on a matrix of all of them and record figures, and the embedding benc
 
 Random weights know nothing: what is asserted is agreement with the libraries and that everything runs."""
 
-import json
 import subprocess
 import sys
 from pathlib import Path

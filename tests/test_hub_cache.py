@@ -100,7 +100,8 @@ def test_dual_encoders_load_by_hub_id_and_embed_as_from_their_folder(name, offli
     prompts = ["a photo of a red circle.", "a blue star."]
     torch.testing.assert_close(by_id.encode_image(by_id.preprocess(images)),
                                from_folder.encode_image(from_folder.preprocess(images)))
-    torch.testing.assert_close(by_id.encode_text(by_id.tokenizer(prompts)), from_folder.encode_text(from_folder.tokenizer(prompts)))
+    torch.testing.assert_close(by_id.encode_text(by_id.tokenizer(prompts)),
+                               from_folder.encode_text(from_folder.tokenizer(prompts)))
     assert by_id.head() == from_folder.head()
 
 
