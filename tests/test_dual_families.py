@@ -110,7 +110,7 @@ def test_predictions_and_probabilities_equal_the_libraries_own(name, built, shap
 
 
 def test_siglip2_takes_its_masks_and_shapes_and_refuses_gpu_decode(built, shapes):
-    _, images, _ = shapes
+    ds, images, _ = shapes
     entry = built["siglip2"]
     encoder = load_dual_encoder(ModelSpec("siglip2", "hf_clip", entry["model"]), torch.device("cpu"))
     inputs = encoder.preprocess(images[:4])
@@ -121,6 +121,9 @@ def test_siglip2_takes_its_masks_and_shapes_and_refuses_gpu_decode(built, shapes
     whole = encoder.encode_image(inputs, normalize=True)
     parts = encoder.encode_image(concat([inputs[:1], inputs[1:]]), normalize=True)
     torch.testing.assert_close(whole, parts, atol=1e-5, rtol=1e-5)
+    # Made in a DataLoader worker process and sent back: the same embeddings as made here.
+    torch.testing.assert_close(embed_images(encoder, ds, "image", batch_size=5, workers=1),
+                               embed_images(encoder, ds, "image", batch_size=5, workers=0))
     with pytest.raises(EntryError, match=r"\[models.siglip2\]: .*Siglip2ImageProcessor returns pixel_values, "
                                          r"pixel_attention_mask, spatial_shapes.*set gpu_decode = false"):
         encoder.pixel_recipe()
