@@ -97,14 +97,19 @@ def _answer_cases(matrix: Matrix) -> list[tuple]:
     return cases
 
 
-def _pope_cases(matrix: Matrix) -> list[tuple]:
+def pope_sets(qset) -> tuple[str, ...]:
+    """The POPE sets a question set is scored on: generated sets have the three (random, popular, adversarial); a
+    dataset whose `kind_column` names each question's set has them too, and all its questions together ("all");
+    a dataset without it, all its questions only."""
     from .data.facts import POPE_KINDS
 
-    cases = []
-    for c in matrix.pope:
-        sets = POPE_KINDS if matrix.question_sets[c.question_set].questions == "shapes" else ("all",)
-        cases += [(c, s) for s in sets]
-    return cases
+    if qset.questions == "shapes":
+        return POPE_KINDS
+    return ("all", *POPE_KINDS) if qset.kind_column else ("all",)
+
+
+def _pope_cases(matrix: Matrix) -> list[tuple]:
+    return [(c, s) for c in matrix.pope for s in pope_sets(matrix.question_sets[c.question_set])]
 
 
 PARAMETRIZED = {"zero_shot_check", "gain_check", "retrieval_check", "stability_check",

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 from PIL import Image
 
 from ..errors import EntryError, ModelUnavailable  # noqa: F401  (re-exported)
+from ..evaluation.zero_shot import ProbabilityHead
 
 # Prompts in one text forward of the zero-shot classifier: bounds its memory (activations of 1024 prompts of 77
 # tokens: about 0.3 GB for a ViT-L-14 text tower) whatever the number of classes and templates.
@@ -30,6 +31,47 @@ class PixelRecipe:
     max_size: int | None = None  # torchvision Resize's cap on the longer side
 
 
+class ImageInputs:
+    """A batch of image inputs that is more than one pixel tensor: what a processor returns beside the pixels (SigLIP
+    2's naflex patches come with `pixel_attention_mask` and `spatial_shapes`), as named tensors whose first dimension
+    is the image. It goes where a pixel tensor goes: `len`, slicing by images, `.to(device)`, `pin_memory()` (the
+    DataLoader's), `concat` of batches; the encoder that made it takes it back whole."""
+
+    def __init__(self, tensors: Mapping[str, torch.Tensor]):
+        self.tensors = dict(tensors)
+        sizes = {name: len(t) for name, t in self.tensors.items()}
+        if not sizes or len(set(sizes.values())) != 1:
+            raise ValueError(f"ImageInputs needs tensors with one first dimension (the images), got sizes {sizes}")
+
+    def __len__(self) -> int:
+        return len(next(iter(self.tensors.values())))
+
+    def __getitem__(self, index: slice) -> ImageInputs:
+        if not isinstance(index, slice):
+            raise TypeError(f"ImageInputs are sliced by images (inputs[a:b]), not indexed by {index!r}")
+        return ImageInputs({name: t[index] for name, t in self.tensors.items()})
+
+    def to(self, device, non_blocking: bool = False) -> ImageInputs:
+        return ImageInputs({name: t.to(device, non_blocking=non_blocking) for name, t in self.tensors.items()})
+
+    def pin_memory(self) -> ImageInputs:
+        return ImageInputs({name: t.pin_memory() for name, t in self.tensors.items()})
+
+    def __repr__(self) -> str:
+        return f"ImageInputs({', '.join(f'{n}={tuple(t.shape)}' for n, t in self.tensors.items())})"
+
+
+Pixels = torch.Tensor | ImageInputs  # what `preprocess` returns and `encode_image` takes
+
+
+def concat(batches: Sequence[Pixels]) -> Pixels:
+    """Batches of one encoder's image inputs as one batch, in order."""
+    if all(isinstance(b, torch.Tensor) for b in batches):
+        return torch.cat(list(batches))
+    names = batches[0].tensors
+    return ImageInputs({name: torch.cat([b.tensors[name] for b in batches]) for name in names})
+
+
 class DualEncoder(ABC):
     """A CLIP-style model: batched preprocessing, tokenizer, and the two encoders.
 
@@ -43,11 +85,12 @@ class DualEncoder(ABC):
     input_dtype: torch.dtype = torch.float32  # pixels are cast to it: the model's dtype when cast as a whole
 
     @abstractmethod
-    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        """PIL images -> a pixel batch the image encoder accepts (on CPU)."""
+    def preprocess(self, images: Sequence[Image.Image]) -> Pixels:
+        """PIL images -> a batch the image encoder accepts (on CPU): a pixel tensor, or `ImageInputs` where the
+        model takes more than pixels."""
 
     @abstractmethod
-    def encode_image(self, pixels: torch.Tensor, normalize: bool = False) -> torch.Tensor: ...
+    def encode_image(self, pixels: Pixels, normalize: bool = False) -> torch.Tensor: ...
 
     @abstractmethod
     def encode_text(self, tokens, normalize: bool = False) -> torch.Tensor: ...
@@ -67,6 +110,15 @@ class DualEncoder(ABC):
     def logit_scale(self) -> float:
         """The learned temperature that turns cosine similarities into logits (exp of the stored log scale)."""
         return float(self.model.logit_scale.detach().float().exp())
+
+    def head(self) -> ProbabilityHead:
+        """The model's own probability head: a model with a learned `logit_bias` was trained with the sigmoid loss
+        (SigLIP, SigLIP 2, open_clip's SigLIP recipes) and reads each class's sigmoid of scale * cos + bias; the
+        others (CLIP) a softmax over the classes at the logit scale."""
+        bias = getattr(self.model, "logit_bias", None)
+        if bias is None:
+            return ProbabilityHead("softmax", self.logit_scale())
+        return ProbabilityHead("sigmoid", self.logit_scale(), float(bias.detach().float().reshape(-1)[0]))
 
     def autocast(self):
         """Half-precision autocast on GPU; a no-op on CPU where it would only slow things down."""
@@ -205,6 +257,10 @@ def _hf_recipe(name: str, processor) -> PixelRecipe:
     def get(key, default=None):
         return getattr(processor, key, default)
 
+    inputs = list(get("model_input_names", None) or ["pixel_values"])
+    if inputs != ["pixel_values"]:
+        raise _not_reproducible(name, f"{type(processor).__name__} returns {', '.join(inputs)}: patches of a size "
+                                "chosen per image with their mask and grid (SigLIP 2's naflex), not a resized pixel batch")
     if not get("do_resize", False) or not get("do_normalize", False):
         raise _not_reproducible(name, "no resize" if not get("do_resize", False) else "no normalisation")
     if get("do_rescale", True) and abs(float(get("rescale_factor", 1 / 255)) - 1 / 255) > 1e-9:

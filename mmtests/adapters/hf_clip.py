@@ -1,4 +1,4 @@
-"""Hugging Face dual encoders (CLIPModel, SiglipModel, ...): hub ids or local directories."""
+"""Hugging Face dual encoders (CLIPModel, SiglipModel, Siglip2Model, ...): hub ids or local directories."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from PIL import Image
 
-from .base import DualEncoder
+from .base import DualEncoder, ImageInputs, Pixels
 from .hf_checkpoint import Checkpoint
 
 
@@ -37,11 +37,17 @@ class HFClipEncoder(DualEncoder):
     def tokenizer(self, texts: list[str]):
         return self._tokenizer(texts, padding=self._padding, truncation=True, return_tensors="pt")
 
-    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        return self.image_processor(list(images), return_tensors="pt")["pixel_values"]
+    def preprocess(self, images: Sequence[Image.Image]) -> Pixels:
+        """The pixels, or everything the image processor returns where that is more (SigLIP 2: the patches with
+        `pixel_attention_mask` and `spatial_shapes`), as `ImageInputs`."""
+        out = self.image_processor(list(images), return_tensors="pt")
+        return out["pixel_values"] if set(out) == {"pixel_values"} else ImageInputs(out)
 
-    def encode_image(self, pixels: torch.Tensor, normalize: bool = False) -> torch.Tensor:
-        feats = _features(self.model.get_image_features(pixel_values=pixels.to(self.device, self.input_dtype)))
+    def encode_image(self, pixels: Pixels, normalize: bool = False) -> torch.Tensor:
+        inputs = dict(pixels.tensors) if isinstance(pixels, ImageInputs) else {"pixel_values": pixels}
+        inputs = {name: t.to(self.device) for name, t in inputs.items()}
+        inputs["pixel_values"] = inputs["pixel_values"].to(self.input_dtype)  # the masks and shapes stay integers
+        feats = _features(self.model.get_image_features(**inputs))
         return torch.nn.functional.normalize(feats, dim=-1) if normalize else feats
 
     def encode_text(self, tokens, normalize: bool = False) -> torch.Tensor:

@@ -15,6 +15,7 @@ import time
 import pytest
 import torch
 
+from mmtests.adapters.base import Pixels, concat
 from mmtests.bench import embedding
 from mmtests.config import DatasetSpec, ModelSpec, ZeroShotCheck
 from mmtests.data import pipeline
@@ -107,13 +108,13 @@ def _classifier(encoder, classnames):
     return encoder.text_classifier(classnames, PHOTO_TEMPLATES).cpu()
 
 
-def _pil_pixels(encoder, ds, batch: int) -> torch.Tensor:
+def _pil_pixels(encoder, ds, batch: int) -> Pixels:
     """The images as the end-to-end path preprocesses them (PIL decode, the model's own preprocess), made once."""
-    return torch.cat([encoder.preprocess(pipeline.decoded_images(ds, PHOTOS.image_column, range(i, min(len(ds), i + batch)),
+    return concat([encoder.preprocess(pipeline.decoded_images(ds, PHOTOS.image_column, range(i, min(len(ds), i + batch)),
                                                                  "pixels")) for i in range(0, len(ds), batch)])
 
 
-def _raw_forward(encoder, pixels: torch.Tensor, batch: int):
+def _raw_forward(encoder, pixels: Pixels, batch: int):
     pixels = pixels.to(encoder.device)
 
     @torch.no_grad()

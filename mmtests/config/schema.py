@@ -164,8 +164,12 @@ class QuestionSet:
     synonyms: tuple[tuple[str, str], ...] = key(Synonyms(), ())  # (said, meant) pairs for answer matching
     question_column: str = key(Text(), "question")  # questions = "columns"
     answer_column: str = key(Text(), "answer")
-    # per-question kind; for kind = "pope", the POPE set (e.g. POPE's "category")
+    # per-question kind; for kind = "pope", the POPE set (POPE's "category": random / popular / adversarial), each
+    # scored on its own as well as all together
     kind_column: str | None = key(Text(), None)
+    # appended to every question as asked (and recorded), e.g. LLaVA's POPE evaluation's
+    # "\nAnswer the question using a single word or phrase."
+    prompt_suffix: str = key(Text(), "")
     kind: str = key(Text(), "pope")  # kind of every question ("pope": yes/no questions scored as POPE)
     # x0, y0, x1, y1 in pixels of what the question is about (localization); "bbox" for shapes questions
     bbox_column: str | None = key(Text(), None)

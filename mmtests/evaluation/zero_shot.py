@@ -28,17 +28,39 @@ class PairedGain:
 
 
 @dataclass(frozen=True)
+class ProbabilityHead:
+    """How a dual encoder's own head turns cosine similarities into the probability its users read: "softmax" over
+    the classes at `scale` (CLIP, trained with the contrastive softmax loss), or "sigmoid", each class on its own, of
+    `scale * cos + bias` (SigLIP, trained with the sigmoid loss and a learned bias)."""
+
+    kind: str
+    scale: float
+    bias: float = 0.0
+
+    def __post_init__(self):
+        if self.kind not in ("softmax", "sigmoid"):
+            raise ValueError(f"probability head {self.kind!r}: 'softmax' or 'sigmoid'")
+        if self.kind == "softmax" and self.bias:
+            raise ValueError("a softmax head has no bias (it would cancel out)")
+
+    def probabilities(self, cosines: torch.Tensor) -> torch.Tensor:
+        logits = cosines.float() * self.scale + self.bias
+        return logits.softmax(dim=-1) if self.kind == "softmax" else logits.sigmoid()
+
+
+@dataclass(frozen=True)
 class ZeroShotSamples:
     predicted: list[int]  # per image
-    probability: list[float]  # of the predicted class, softmax over classes at the model's logit scale
+    probability: list[float]  # of the predicted class, as the model's own head gives it (`ProbabilityHead`)
     correct: list[bool]
 
 
-def zero_shot_samples(logits: torch.Tensor, labels: torch.Tensor, logit_scale: float) -> ZeroShotSamples:
-    """Per-image outcomes: what a run is compared on, sample by sample, against its baseline."""
-    probs = (logits.float() * logit_scale).softmax(dim=-1)
-    top = probs.max(dim=-1)
-    return ZeroShotSamples(top.indices.tolist(), top.values.tolist(), (top.indices == labels).tolist())
+def zero_shot_samples(logits: torch.Tensor, labels: torch.Tensor, head: ProbabilityHead) -> ZeroShotSamples:
+    """Per-image outcomes: what a run is compared on, sample by sample, against its baseline. The prediction is the
+    class of the highest cosine (either head ranks the classes as the cosines do)."""
+    predicted = logits.float().argmax(dim=-1)
+    probs = head.probabilities(logits).gather(1, predicted[:, None])[:, 0]
+    return ZeroShotSamples(predicted.tolist(), probs.tolist(), (predicted == labels).tolist())
 
 
 def zero_shot_logits(image_features: torch.Tensor, classifier: torch.Tensor) -> torch.Tensor:

@@ -226,10 +226,11 @@ class DualEncoderCache:
         return zero_shot_logits(self.image_features(model, dataset).features, self.classifier(model, dataset, prompt_set))
 
     def zero_shot_samples(self, check: ZeroShotCheck) -> ZeroShotSamples:
-        """Per image: the predicted class, its probability (the model's own logit scale), and whether it is right."""
+        """Per image: the predicted class, its probability (as the model's own head gives it), and whether it is
+        right."""
         feats = self.image_features(check.model, check.dataset)
         logits = self._logits(check.model, check.dataset, check.prompt_set)
-        return zero_shot_samples(logits, feats.labels, self.encoder(check.model).logit_scale())
+        return zero_shot_samples(logits, feats.labels, self.encoder(check.model).head())
 
     def zero_shot(self, check: ZeroShotCheck) -> ZeroShotMetrics:
         feats = self.image_features(check.model, check.dataset)

@@ -8,7 +8,7 @@ passes touch only a sample of the questions. Attention tensors are summarized pe
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -122,6 +122,14 @@ class VLMCache:
         return at_most(qset.images, rows, f"[question_sets.{name}]", "images", f"images (dataset {qset.dataset!r})")
 
     def _questions(self, name: str) -> list[Question]:
+        """The set's questions, each as asked: with the set's `prompt_suffix` appended."""
+        questions = self._plain_questions(name)
+        suffix = self.matrix.question_sets[name].prompt_suffix
+        if not suffix:
+            return questions
+        return [replace(q, qa=replace(q.qa, question=q.qa.question + suffix)) for q in questions]
+
+    def _plain_questions(self, name: str) -> list[Question]:
         qset = self.matrix.question_sets[name]
         ds = self.images(qset)
         if qset.questions == "shapes":

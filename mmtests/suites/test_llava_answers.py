@@ -37,6 +37,12 @@ def _answered(mm, model, qset_name, test_id, suite):
     return questions, answers, mine, base, baseline
 
 
+def _asked(mm, qset_name) -> dict:
+    """The record fields that say how the questions were asked: the set's prompt suffix, where it has one."""
+    suffix = mm.matrix.question_sets[qset_name].prompt_suffix
+    return {"prompt_suffix": suffix} if suffix else {}
+
+
 def _baseline_gate(mm, model, metric, mine, base, keep):
     """Paired accuracy against the baseline on the questions `keep` selects, or None without a baseline."""
     if base is None:
@@ -65,7 +71,7 @@ def test_answer_accuracy(answer_case, mm, request):
                                            "answer": answers[i].text} for i in idx[:3]]})
     checks = [floor, _baseline_gate(mm, check.model, "accuracy_vs_baseline", mine, base, lambda i: i in set(idx))]
     mm.judge(request, [c for c in checks if c], suite="vlm_answers", test_id=test_id, model=check.model,
-             question_set=check.question_set, question_kind=kind)
+             question_set=check.question_set, question_kind=kind, **_asked(mm, check.question_set))
 
 
 def test_answers_match_baseline(answers_check, mm, request):
@@ -77,7 +83,8 @@ def test_answers_match_baseline(answers_check, mm, request):
     idx, logprobs = vlms.probe_logprobs(c.model, c.question_set)
     key = f"first_token_logprobs/{c.question_set}"
     mm.fingerprint(c.model, key, logprobs)
-    where = dict(suite="vlm_answers", test_id=c.id, model=c.model, question_set=c.question_set)
+    where = dict(suite="vlm_answers", test_id=c.id, model=c.model, question_set=c.question_set,
+                 **_asked(mm, c.question_set))
     if base is None:
         why = "recording the baseline" if mm.saving else "the model entry names no baseline"
         mm.judge(request, [measured("answer_agreement", None, explain=why)], **where)
@@ -108,7 +115,7 @@ def test_pope(pope_case, mm, request):
         _baseline_gate(mm, check.model, "accuracy_vs_baseline", mine, base, lambda i: i in set(idx)),
     ]
     mm.judge(request, [c for c in checks if c], suite="pope", test_id=test_id, model=check.model,
-             question_set=check.question_set, pope_set=pope_set)
+             question_set=check.question_set, pope_set=pope_set, **_asked(mm, check.question_set))
 
 
 def _agreement(mm, check, first, second, metric: str) -> Check:
