@@ -45,7 +45,22 @@ class Run:
         return [f"{i}/{n}" for n, seen in sorted(self.shards.items()) for i in range(1, n + 1) if i not in seen]
 
     def select(self, suite: str, metric: str | None = None) -> list[dict]:
-        return [f for f in self.figures if f["suite"] == suite and (metric is None or f["metric"] == metric)]
+        """The suite's measured figures (of `metric`); crashed checks measured none (see `crashed`)."""
+        return [f for f in self.figures if f["suite"] == suite and (metric is None or f["metric"] == metric)
+                and f["outcome"] != "crashed"]
+
+    @property
+    def crashed(self) -> list[dict]:
+        """The figures of checks that crashed (outcome "crashed"), one per check."""
+        return [f for f in self.figures if f["outcome"] == "crashed"]
+
+    def crashes(self) -> dict[str, list[dict]]:
+        """The crashed checks grouped by the exception they met, under the check that met it first (a later one
+        names it in `earlier`), in the order met: a crash that took down several checks is one entry."""
+        groups: dict[str, list[dict]] = {}
+        for f in self.crashed:
+            groups.setdefault(str(f.get("earlier") or f.get("check") or f["test_id"]), []).append(f)
+        return groups
 
     @property
     def unended(self) -> list[str]:

@@ -12,7 +12,7 @@ from ..figures.record_reader import Run, benchmark_sweeps
 from ..figures.record_schema import bound_of
 from .history import Comparison, Delta, Thresholds
 
-MARK = {"pass": "✅", "fail": "❌", "measured": "", "skip": "⏭"}
+MARK = {"pass": "✅", "fail": "❌", "measured": "", "skip": "⏭", "crashed": "💥"}
 
 
 def _table(rows: list[list], headers: list[str], formatted: bool = False) -> str:
@@ -83,6 +83,8 @@ def run_status(run: Run) -> str:
                      "--mm-records.")
     if run.unreadable:
         parts.append(_unreadable(run))
+    if run.crashed:
+        parts.append(crash_headline(run))
     planned, missing = len(dict.fromkeys(run.planned)), run.unmeasured()
     others = ("skipped by a marker, failed before measuring, or are on the unreadable lines" if run.unreadable
               else "skipped by a marker or failed before measuring")
@@ -109,10 +111,34 @@ def run_status(run: Run) -> str:
             text += f", from {', '.join(f'{len(seen)} shards of {n}' for n, seen in run.shards.items())}"
         if planned:
             text += f"; {planned - len(missing)} of {planned} planned checks have figures"
+            text += f" ({len(run.crashed)} of them crashed)" if run.crashed else ""
             if missing:
                 text += f" (the others were {others}: {_checks(missing)})"
         parts.append(text + ".")
     return "\n\n".join(parts)
+
+
+def crash_headline(run: Run) -> str:
+    """"**N crashed**": checks of this run that raised an exception instead of measuring (a failed run)."""
+    crashed, groups = run.crashed, run.crashes()
+    return (f"**{len(crashed)} crashed**: {len(crashed)} check{'s' if len(crashed) != 1 else ''} of run {run.run_id} "
+            f"raised an exception instead of measuring, on {len(groups)} exception{'s' if len(groups) != 1 else ''} "
+            "(see Crashes under Summary); the figures below are this run's, and a crash fails it.")
+
+
+def crashes(run: Run) -> str:
+    """Each exception once: its class, where it was raised, its message, the check that met it first, and the
+    later checks that failed on it."""
+    lines = []
+    for first, figures in run.crashes().items():
+        f = figures[0]
+        where = f" in {f['origin']} (`{f['at']}`" if f.get("origin") else ""
+        where += f"; called from `{f['called_from']}`)" if where and f.get("called_from") else ")" if where else ""
+        later = [g.get("check") or g["test_id"] for g in figures if g.get("earlier")]
+        lines.append(f"- `{f.get('error', '?')}`{where}: {f.get('message', '')}; first in `{first}`"
+                     + (f", then {len(later)} later check{'s' if len(later) != 1 else ''} failed on it: "
+                        f"{_checks(later)}" if later else ""))
+    return "\n".join(lines)
 
 
 def environment(run: Run) -> str:
@@ -137,9 +163,12 @@ def environment(run: Run) -> str:
 def summary(run: Run) -> str:
     counts = Counter((f["suite"], f["outcome"]) for f in run.figures if f["outcome"] != "measured")
     suites = sorted({s for s, _ in counts})
-    rows = [[s, counts[(s, "pass")], counts[(s, "fail")], counts[(s, "skip")]] for s in suites]
+    rows = [[s, counts[(s, "pass")], counts[(s, "fail")], counts[(s, "skip")], counts[(s, "crashed")]] for s in suites]
     failed = [f for f in run.figures if f["outcome"] == "fail"]
-    text = _table(rows, ["suite", "passed", "failed", "skipped"]) if rows else "No asserted figures in this run."
+    text = (_table(rows, ["suite", "passed", "failed", "skipped", "crashed"]) if rows
+            else "No asserted figures in this run.")
+    if run.crashed:
+        text += "\n\n**Crashes** (each exception once)\n\n" + crashes(run)
     if failed:
         text += "\n\n**Failures**\n\n" + "\n".join(f"- `{f['test_id']}`: {describe(f)}" for f in failed)
     return text
