@@ -6,7 +6,9 @@ the check fails.
 
 A crash is shown once: the first check that meets it fails with its traceback; a later check that meets the same
 exception (a remembered loader or measurement raises `CrashedEarlier`; a session fixture's error is raised again
-by pytest) fails with one line naming the first check, and records a crashed figure that says so (`earlier`).
+by pytest), or one raised the same way (same class, message and place: the same fault met through another
+measurement, e.g. the images of another dataset through the same broken encoder), fails with one line naming the
+first check, and records a crashed figure that says so (`earlier`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ SUITES = {"zero_shot_check": "zero_shot", "gain_check": "prompt_gain", "stabilit
           "pope_case": "pope"}
 CRASH_PROPERTY = "mm_crash"  # user property of a crashed test's report: the crash, for the terminal summary
 CRASHES_KEY = pytest.StashKey["Crashes"]()
+FIRST, AGAIN, SAME_WAY = "first", "again", "same way"  # how a check met its crash (`Crashes.meet`)
 
 
 @dataclass
@@ -50,23 +53,27 @@ class Crashes:
 
     def __init__(self) -> None:
         self._met: dict[int, tuple[BaseException, Crash]] = {}  # id(exception) -> (it, kept alive; its crash)
+        self._ways: dict[tuple, Crash] = {}  # (class, message, place raised) -> its crash
         self.crashes: list[Crash] = []
 
-    def meet(self, err: Exception, check: str) -> tuple[Crash, bool]:
-        """The crash `err` is, and whether an earlier check met it already."""
+    def meet(self, err: Exception, check: str) -> tuple[Crash, str]:
+        """The crash `err` is, and how this check met it: FIRST, AGAIN (the exception an earlier check met) or
+        SAME_WAY (another exception, raised as an earlier check's was)."""
         original = err.error if isinstance(err, CrashedEarlier) else err
         if id(original) in self._met:
-            crash = self._met[id(original)][1]
-            crash.later.append(check)
-            return crash, True
-        first = (err.first or check) if isinstance(err, CrashedEarlier) else check
-        crash = Crash(first, original.__class__.__name__, first_line(original), crash_site(original))
-        self._met[id(original)] = (original, crash)
-        self.crashes.append(crash)
-        if first != check:  # met first outside a check (or in another session's memo): this one is a later check
-            crash.later.append(check)
-            return crash, True
-        return crash, False
+            crash, how = self._met[id(original)][1], AGAIN
+        else:
+            first = (err.first or check) if isinstance(err, CrashedEarlier) else check
+            new = Crash(first, original.__class__.__name__, first_line(original), crash_site(original))
+            crash = self._ways.setdefault((new.error, new.message, new.site.get("at")), new)
+            self._met[id(original)] = (original, crash)
+            if crash is new:
+                self.crashes.append(crash)
+                if first == check:
+                    return crash, FIRST
+            how = SAME_WAY if crash is not new and not isinstance(err, CrashedEarlier) else AGAIN
+        crash.later.append(check)
+        return crash, how
 
 
 def crashes_of(config: pytest.Config) -> Crashes:
@@ -96,11 +103,13 @@ def record_crash(item: pytest.Item, err: Exception) -> str | None:
     check met already, or None for a first one (to be shown with its traceback)."""
     from .runrecords import session_writer
 
-    crash, repeat = crashes_of(item.config).meet(err, item.name)
+    crash, how = crashes_of(item.config).meet(err, item.name)
+    repeat = how != FIRST
     fields = {"error": crash.error, "message": crash.message, **crash.site, "check": item.name}
     if repeat:
         fields["earlier"] = crash.first
-        reason = f"crashed earlier in {crash.first}: {crash.error}: {crash.message}"
+        said = "crashed earlier in" if how == AGAIN else "crashed as"
+        reason = f"{said} {crash.first}: {crash.error}: {crash.message}"
     else:
         reason = crash.describe()
     item.user_properties.append((f"mm:{CRASHED}", None))

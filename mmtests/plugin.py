@@ -335,8 +335,10 @@ class FiguresTable:
             from .crashes import summary_lines
 
             lines = summary_lines(crashed)
-            terminalreporter.write_sep("-", f"mmtests crashes: {len(crashed)} checks crashed, on {len(lines)} "
-                                            f"exception(s), each shown once above with its traceback", red=True)
+            checks, errors = (f"{n} {w}{'s' if n != 1 else ''}" for n, w in ((len(crashed), "check"),
+                                                                               (len(lines), "exception")))
+            terminalreporter.write_sep("-", f"mmtests crashes: {checks} crashed, on {errors}, each shown once "
+                                            "above with its traceback", red=True)
             for line in lines:
                 terminalreporter.write_line(line)
         table = config.stash[FIGURES_KEY]
