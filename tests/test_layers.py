@@ -18,7 +18,8 @@ LAYERS = (
     ("adapters", ("mmtests.adapters",)),
     ("session caches", ("mmtests.session",)),
     ("performance", ("mmtests.bench",)),
-    ("entry points", ("mmtests.plugin", "mmtests.crashes", "mmtests.options", "mmtests.mmsession", "mmtests.runrecords", "mmtests.suites",
+    ("entry points", ("mmtests.plugin", "mmtests.options", "mmtests.mmsession", "mmtests.runrecords", "mmtests.suites",
+                      "mmtests.crashes",
                       "mmtests.report", "mmtests.nightly", "mmtests.faults", "mmtests.progress", "mmtests.benchmarks",
                       "mmtests.starter", "mmtests.cli")),
 )
