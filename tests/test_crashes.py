@@ -310,16 +310,19 @@ def test_a_crashed_run_is_reported_as_itself_not_as_the_previous_runs_figures(tm
     crash = dict(suite="zero_shot", test_id="m/d/p", metric="crashed", value=None, outcome="crashed",
                  error="RuntimeError", message="shapes do not match", origin="transformers",
                  at="transformers/x.py:3 in forward", check="test_x[m/d/p]")
+    # The third check met the same crash first in its own process (another xdist worker): still one exception.
     _write_run(records, "20260102T000000Z", [crash, {**crash, "test_id": "m/e/p", "check": "test_x[m/e/p]",
-                                                     "earlier": "test_x[m/d/p]"}], 1)
+                                                     "earlier": "test_x[m/d/p]"},
+                                             {**crash, "test_id": "m/f/p", "check": "test_x[m/f/p]"}], 1)
     run = read_run(records)
-    assert run.run_id == "20260102T000000Z" and len(run.crashed) == 2 and not run.select("zero_shot")
+    assert run.run_id == "20260102T000000Z" and len(run.crashed) == 3 and not run.select("zero_shot")
     text = build(records, out).report.read_text()
-    assert text.startswith("# mmtests report: 20260102T000000Z\n\n**2 crashed**: 2 checks of run 20260102T000000Z")
+    assert text.startswith("# mmtests report: 20260102T000000Z\n\n**3 crashed**: 3 checks of run 20260102T000000Z "
+                           "raised an exception instead of measuring, on 1 exception")
     assert "0.900" not in text  # the previous run's figure is not shown as this run's
-    assert text.count("shapes do not match") == 1 and "then 1 later check failed on it" in text
+    assert text.count("shapes do not match") == 1 and "then 2 later checks failed on it" in text
     assert main(["--records", str(records), "--out", str(out), "--fail-on-failure"]) == 1
-    assert "2 checks crashed" in capsys.readouterr().err
+    assert "3 checks crashed" in capsys.readouterr().err
     # A newer session that crashed before its first figure (nothing recorded but its end): the report says whose
     # figures it shows, and why the newer run has none.
     writer = RecordWriter(records, {"device": "cpu"}, run_id="20260103T000000Z")

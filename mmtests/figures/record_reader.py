@@ -55,12 +55,16 @@ class Run:
         return [f for f in self.figures if f["outcome"] == "crashed"]
 
     def crashes(self) -> dict[str, list[dict]]:
-        """The crashed checks grouped by the exception they met, under the check that met it first (a later one
-        names it in `earlier`), in the order met: a crash that took down several checks is one entry."""
-        groups: dict[str, list[dict]] = {}
+        """The crashed checks grouped by the exception they met (its class, message and the place it was raised: as
+        the session groups them, and so that xdist workers or shards that each met it are one entry), under the
+        check that met it first, in the order met: a crash that took down several checks is one entry."""
+        groups: dict[tuple, list[dict]] = {}
         for f in self.crashed:
-            groups.setdefault(str(f.get("earlier") or f.get("check") or f["test_id"]), []).append(f)
-        return groups
+            way = (f.get("error"), f.get("message"), f.get("at")) if f.get("at") else (f.get("earlier") or f["test_id"],)
+            groups.setdefault(way, []).append(f)
+        firsts = [next((g.get("check") for g in figures if not g.get("earlier")), None) for figures in groups.values()]
+        return {str(first or figures[0].get("earlier") or figures[0]["test_id"]): figures
+                for first, figures in zip(firsts, groups.values(), strict=True)}
 
     @property
     def unended(self) -> list[str]:

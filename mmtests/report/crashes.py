@@ -27,7 +27,7 @@ def crashes(run: Run) -> str:
         f = figures[0]
         where = f" in {f['origin']} (`{f['at']}`" if f.get("origin") else ""
         where += f"; called from `{f['called_from']}`)" if where and f.get("called_from") else ")" if where else ""
-        later = [g.get("check") or g["test_id"] for g in figures if g.get("earlier")]
+        later = [g.get("check") or g["test_id"] for g in figures if (g.get("check") or g["test_id"]) != first]
         lines.append(f"- `{f.get('error', '?')}`{where}: {f.get('message', '')}; first in `{first}`"
                      + (f", then {len(later)} later check{'s' if len(later) != 1 else ''} failed on it: "
                         f"{_names(later)}" if later else ""))
