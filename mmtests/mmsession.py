@@ -42,6 +42,12 @@ def session_matrix(config: pytest.Config) -> Matrix:
     return config.stash[MATRIX_KEY]
 
 
+def current_check() -> str | None:
+    """The check pytest is running (its name, with its parameters), as a later check names the one that crashed."""
+    current = os.environ.get("PYTEST_CURRENT_TEST")  # "<node id> (call)"
+    return current.rsplit(" (", 1)[0].rpartition("::")[2] if current else None
+
+
 def session_device(config: pytest.Config):
     """The torch device --mm-device names (auto: CUDA when there is one)."""
     import torch
@@ -71,7 +77,7 @@ class MMSession:
             # xdist workers share the cores: one pool of threads each would oversubscribe them (measured 5x slower).
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
         device = session_device(config)
-        batch_size, online, memo = config.getoption("--mm-batch-size"), config.getoption("--mm-online"), Memo()
+        batch_size, online, memo = config.getoption("--mm-batch-size"), config.getoption("--mm-online"), Memo(current_check)
         progress = for_pytest(config)
         self.encoders = DualEncoderCache(self.matrix, device, batch_size, online, memo=memo, progress=progress,
                                          strict_images=True if config.getoption("--mm-strict-images") else None)
@@ -93,7 +99,9 @@ class MMSession:
 
     def available(self, measure: Callable[..., T], *args, test_id: str, suite: str) -> T:
         """Run a measurement. Missing weights or data (not available here) become a recorded skip with the
-        reason, or a failure under --mm-require-all; an entry that exists but is broken is a failure."""
+        reason, or a failure under --mm-require-all; an entry that exists but is broken, or memory that runs out,
+        is a recorded failure. Any other exception passes through: the plugin records it as a crash
+        (`mmtests.crashes`)."""
         from .errors import DatasetUnavailable, EntryError, ModelUnavailable, out_of_memory, out_of_memory_message
 
         absent = broken = None

@@ -29,6 +29,7 @@ MARKERS = {
 }
 PACKAGE = Path(__file__).resolve().parent
 FIGURES_KEY = pytest.StashKey[list]()  # rows of the session's figures table: check, metric, value, bound, verdict
+CRASHED_KEY = pytest.StashKey[list]()  # the crashed checks' reports' crash properties (`mmtests.crashes`)
 DESELECTED_CHECKS = pytest.StashKey[bool]()  # a selection (-k, -m, --mm-shard) left out checks of mmtests
 
 
@@ -219,7 +220,10 @@ def mm(request: pytest.FixtureRequest):
     session = MMSession(request.config)
     yield session
     try:
-        session.records.close()  # the end line, then FILE rewritten as this run's merged records
+        # The end line, with the exit status the checks give (1: one failed or crashed), then FILE rewritten as
+        # this run's merged records.
+        session.records.end(1 if request.session.testsfailed else 0)
+        session.records.close()
     except OSError as err:  # the records location went away or filled up: said once, nothing else lost
         request.config.get_terminal_writer().line(f"\nmmtests: {err}", red=True)
     if session.saving:
@@ -236,7 +240,10 @@ def pytest_runtest_setup(item: pytest.Item):
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item):
     """Records that cannot be written, or memory that runs out, fail the check with one line naming the cause
-    and the fix, no traceback (formatting a traceback full of tensors can itself run out of memory)."""
+    and the fix, no traceback (formatting a traceback full of tensors can itself run out of memory). Any other
+    exception in a check is a crash (`mmtests.crashes`): recorded, shown with its traceback the first time and in
+    one line by every later check that meets it. pytest's own outcomes (skip, fail, xfail) and KeyboardInterrupt
+    are not exceptions of the check's and pass through."""
     return (yield from _one_line_failures(item))
 
 
@@ -247,11 +254,20 @@ def _one_line_failures(item: pytest.Item):
         return (yield)
     except RecordsUnwritable as err:
         message = str(err)
-    except (MemoryError, RuntimeError) as err:
-        if not is_mmtests_item(item) or not out_of_memory(err):
+    except Exception as err:
+        if not is_mmtests_item(item):
             raise
-        message = out_of_memory_message(item.name, err, "lower --mm-batch-size, use a smaller dtype, or run on a "
-                                                        "machine with more memory")
+        if out_of_memory(err):
+            message = out_of_memory_message(item.name, err, "lower --mm-batch-size, use a smaller dtype, or run on a "
+                                                            "machine with more memory")
+        elif "mm" not in getattr(item, "fixturenames", ()):  # not a check of the matrix: no records to keep it in
+            raise
+        else:
+            from .crashes import record_crash
+
+            message = record_crash(item, err)
+            if message is None:
+                raise  # a first crash: its traceback, once
     pytest.fail(message, pytrace=False)
 
 
@@ -306,6 +322,7 @@ class FiguresTable:
     def __init__(self, config: pytest.Config):
         self.config = config
         config.stash[FIGURES_KEY] = []
+        config.stash[CRASHED_KEY] = []
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when != "call" and not report.failed:
@@ -313,11 +330,24 @@ class FiguresTable:
         props = dict(report.user_properties)
         test_id = report.nodeid.split("[", 1)[-1].rstrip("]") if "[" in report.nodeid else report.nodeid
         for name, value in report.user_properties:
+            if name == "mm_crash":  # crashes.CRASH_PROPERTY
+                self.config.stash[CRASHED_KEY].append(value)
             if name.startswith("mm:") and not name.endswith(":verdict"):
                 outcome, _, bound = str(props.get(f"{name}:verdict", "")).partition(" ")
                 self.config.stash[FIGURES_KEY].append([test_id, name[3:], value, bound, outcome])
 
     def pytest_terminal_summary(self, terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+        crashed = config.stash[CRASHED_KEY]
+        if crashed:
+            from .crashes import summary_lines
+
+            lines = summary_lines(crashed)
+            checks, errors = (f"{n} {w}{'s' if n != 1 else ''}" for n, w in ((len(crashed), "check"),
+                                                                               (len(lines), "exception")))
+            terminalreporter.write_sep("-", f"mmtests crashes: {checks} crashed, on {errors}, each shown once "
+                                            "above with its traceback", red=True)
+            for line in lines:
+                terminalreporter.write_line(line)
         table = config.stash[FIGURES_KEY]
         if not table:
             return

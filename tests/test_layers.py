@@ -19,6 +19,7 @@ LAYERS = (
     ("session caches", ("mmtests.session",)),
     ("performance", ("mmtests.bench",)),
     ("entry points", ("mmtests.plugin", "mmtests.options", "mmtests.mmsession", "mmtests.runrecords", "mmtests.suites",
+                      "mmtests.crashes",
                       "mmtests.report", "mmtests.nightly", "mmtests.faults", "mmtests.progress", "mmtests.benchmarks",
                       "mmtests.starter", "mmtests.cli")),
 )

@@ -52,7 +52,7 @@ def _run(matrix: Path, models: list[str], workdir: Path, batch: int | None = Non
     if records.is_file():
         for line in records.read_text().splitlines():
             r = json.loads(line)
-            if r.get("kind") == "figure" and r.get("outcome") == "fail":
+            if r.get("kind") == "figure" and r.get("outcome") in ("fail", "crashed"):  # a crash is loud: caught
                 red.append(f"{r['test_id']} {r['metric']}")
                 suites[r["suite"]] = suites.get(r["suite"], 0) + 1
     return Result("", "", red, proc.returncode, time.perf_counter() - start, suites)

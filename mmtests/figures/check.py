@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from .metrics import metric
 
 PASS, FAIL, MEASURED, SKIP = "pass", "fail", "measured", "skip"
+CRASHED = "crashed"  # an exception in the check: no figure was measured (`mmtests.crashes`)
 SYMBOLS = {"min": ("≥", ">=", "<"), "max": ("≤", "<=", ">")}  # report symbol, verdict text when passed / failed
 
 

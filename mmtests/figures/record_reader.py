@@ -45,7 +45,26 @@ class Run:
         return [f"{i}/{n}" for n, seen in sorted(self.shards.items()) for i in range(1, n + 1) if i not in seen]
 
     def select(self, suite: str, metric: str | None = None) -> list[dict]:
-        return [f for f in self.figures if f["suite"] == suite and (metric is None or f["metric"] == metric)]
+        """The suite's measured figures (of `metric`); crashed checks measured none (see `crashed`)."""
+        return [f for f in self.figures if f["suite"] == suite and (metric is None or f["metric"] == metric)
+                and f["outcome"] != "crashed"]
+
+    @property
+    def crashed(self) -> list[dict]:
+        """The figures of checks that crashed (outcome "crashed"), one per check."""
+        return [f for f in self.figures if f["outcome"] == "crashed"]
+
+    def crashes(self) -> dict[str, list[dict]]:
+        """The crashed checks grouped by the exception they met (its class, message and the place it was raised: as
+        the session groups them, and so that xdist workers or shards that each met it are one entry), under the
+        check that met it first, in the order met: a crash that took down several checks is one entry."""
+        groups: dict[tuple, list[dict]] = {}
+        for f in self.crashed:
+            way = (f.get("error"), f.get("message"), f.get("at")) if f.get("at") else (f.get("earlier") or f["test_id"],)
+            groups.setdefault(way, []).append(f)
+        firsts = [next((g.get("check") for g in figures if not g.get("earlier")), None) for figures in groups.values()]
+        return {str(first or figures[0].get("earlier") or figures[0]["test_id"]): figures
+                for first, figures in zip(firsts, groups.values(), strict=True)}
 
     @property
     def unended(self) -> list[str]:

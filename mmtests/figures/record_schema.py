@@ -2,13 +2,19 @@
 a figure line. Written by `record_writer`, read by `record_reader`; the run header carries `SCHEMA_VERSION`.
 
 Lines: a `run` header (environment, `schema`), a `plan` (the checks collected), one `figure` per measured
-figure, an `end` line (counts and pytest's exit status).
+figure (or per crashed check: outcome "crashed"), an `end` line (counts, crashed checks among them, and pytest's
+exit status).
 """
 
 from __future__ import annotations
 
 SCHEMA_VERSION = 1  # bump when a field changes meaning or a reader could no longer take an older line
-OUTCOMES = ("pass", "fail", "measured", "skip")
+# "crashed" (an exception in the check, with `error`, `message`, `origin`, `at`, `called_from` and, for a check
+# that failed on a crash an earlier check met, `earlier`) was added without a bump: no older line changes meaning
+# and this reader takes every older line. A reader older than it takes a crashed line for what it is not, an
+# unreadable figure ("unknown outcome"), whose outcome it says is unknown and whose run it will not call good:
+# it fails closed. Readers must accept every outcome below.
+OUTCOMES = ("pass", "fail", "measured", "skip", "crashed")
 REQUIRED = ("suite", "test_id", "metric", "outcome", "value")  # what every section of the report relies on
 NUMBERS = ("value", "threshold", "max_allowed", "tolerance")  # a number or null
 # pytest's exit statuses, as end lines carry them. 0, 1 (checks failed) and 5 (nothing collected) end a session
@@ -63,6 +69,8 @@ def figure_problem(record: dict) -> str | None:
     for key in NUMBERS:
         if record.get(key) is not None and not _is_number(record[key]):
             return f"{key} {record[key]!r} is a {type(record[key]).__name__}, not a number"
+    if record["outcome"] == "crashed":  # no figure was measured: only who crashed, and what, are known
+        return None
     needs = NEEDS.get((record["suite"], record["metric"]), ()) + NEEDS.get((record["suite"], None), ())
     if record.get("bound_kind") == "baseline":
         needs += ("model",)

@@ -156,6 +156,7 @@ class RecordWriter:
         self.planned: set[str] = set()
         self.measured: set[str] = set()  # node ids (or test ids) with a figure
         self.figures = 0
+        self.crashed = 0  # crashed checks (figures of outcome "crashed")
         self.started = self.ended = self.written = False
         if env is not None:
             self.start(env)
@@ -218,7 +219,8 @@ class RecordWriter:
 
     def figure(self, *, suite: str, test_id: str, metric: str, value: float | None, outcome: str = "measured",
                **fields) -> str:
-        """Record one figure with its outcome (pass, fail, skip; measured when not judged) and any other fields."""
+        """Record one figure with its outcome (pass, fail, skip, crashed; measured when not judged) and any other
+        fields."""
         reserved = {"kind", "run_id", "node"} & fields.keys()
         if reserved:
             raise ValueError(f"record fields {sorted(reserved)} are reserved; name them differently")
@@ -227,6 +229,7 @@ class RecordWriter:
                      "threshold": fields.pop("threshold", None), "outcome": outcome, **fields,
                      **({"node": node} if node else {})})
         self.figures += 1
+        self.crashed += outcome == "crashed"
         self.measured.add(node or test_id)
         return outcome
 
@@ -256,7 +259,7 @@ class RecordWriter:
         self.ended = True
         self._write({"kind": "end", "writer": self.writer, "session": self.session, "finished": time.time(),
                      "planned": len(self.planned),
-                     "measured": len(self.measured), "figures": self.figures,
+                     "measured": len(self.measured), "figures": self.figures, "crashed": self.crashed,
                      **({} if exitstatus is None else {"exitstatus": int(exitstatus)}),
                      **({"error": error} if error else {}),
                      **({"interrupted": True} if interrupted else {})})

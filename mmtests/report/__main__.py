@@ -31,7 +31,7 @@ from .trend import recent, trend_plot
 
 class Built(NamedTuple):
     report: Path
-    failed: bool  # an asserted figure failed
+    failed: bool  # an asserted figure failed, or a check crashed
     regressions: int  # figures that got worse than the previous run beyond the thresholds
     incomplete: bool  # the run shown, or a later one, did not finish (killed, crashed, interrupted)
     latest: bool  # latest.md now shows this run (False: it shows a newer one, left as it was)
@@ -40,6 +40,7 @@ class Built(NamedTuple):
     # did not end cleanly (exit status 1-5): why, one line each
     apart: str | None = None  # the run id was written by sessions that are not one run: one session shown
     overlapping: tuple[str, ...] = ()  # run ids of other sessions on these records that ran at the same time
+    crashed: int = 0  # checks that crashed (an exception instead of a figure)
 
 
 def _read_json(path: Path | None, problems: list[str], consequence: str) -> dict | None:
@@ -104,10 +105,10 @@ def build(records: Path, out: Path, benchmarks: Path | None = None, history: Pat
     nothing = {r.run_id: _measured_nothing(run, r) for r in (run, *run.newer)
                if not (r.figures or r.unreadable) and r.ends and not r.killed and r.ending()}
     incomplete = any(r.complete is False and r.run_id not in nothing for r in (run, *run.newer))
-    return Built(out / run.run_id / "report.md", any(f["outcome"] == "fail" for f in run.figures),
+    return Built(out / run.run_id / "report.md", any(f["outcome"] in ("fail", "crashed") for f in run.figures),
                  len(comparison.regressions), incomplete, latest,
                  tuple(f"{where}: {why}" for where, why in run.unreadable), tuple(nothing.values()), run.apart,
-                 tuple(r.run_id for r in run.overlapping))
+                 tuple(r.run_id for r in run.overlapping), len(run.crashed))
 
 
 def _measured_nothing(shown: Run, run: Run) -> str:
@@ -238,7 +239,7 @@ def _empty(path: Path) -> bool:
 
 EXIT_STATUSES = """exit status:
   0  the report was written (and, with the --fail-on-* options, nothing they name happened)
-  1  --fail-on-failure: a figure failed, the run did not finish, a line was unreadable or nothing was recorded
+  1  --fail-on-failure: a figure failed or a check crashed, the run did not finish, a line was unreadable or nothing was recorded
   2  usage error, or no records to report (the records file is missing or empty)
   3  --fail-on-regression: a figure regressed since the previous run beyond the thresholds"""
 
@@ -292,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     built = build(args.records, args.out, args.benchmarks, args.history, thresholds, args.faults, args.run)
     latest = "" if built.latest else " (latest.md shows a newer run and was left as it was)"
     print(f"report written to {built.report}" + (f" and {args.out / 'latest.md'}" if built.latest else latest))
+    if built.crashed:
+        print(f"mmtests.report: {built.crashed} checks crashed (see Crashes in the report)", file=sys.stderr)
     if built.incomplete:
         print("mmtests.report: the run did not finish (killed, crashed or interrupted; see the report)", file=sys.stderr)
     for why in built.measured_nothing:

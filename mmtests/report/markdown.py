@@ -10,9 +10,10 @@ from ..figures.check import bound_text
 from ..figures.metrics import HARNESS_TOLERANCE, LARGE_SPREAD
 from ..figures.record_reader import Run, benchmark_sweeps
 from ..figures.record_schema import bound_of
+from .crashes import crash_headline, crashes
 from .history import Comparison, Delta, Thresholds
 
-MARK = {"pass": "✅", "fail": "❌", "measured": "", "skip": "⏭"}
+MARK = {"pass": "✅", "fail": "❌", "measured": "", "skip": "⏭", "crashed": "💥"}
 
 
 def _table(rows: list[list], headers: list[str], formatted: bool = False) -> str:
@@ -83,6 +84,8 @@ def run_status(run: Run) -> str:
                      "--mm-records.")
     if run.unreadable:
         parts.append(_unreadable(run))
+    if run.crashed:
+        parts.append(crash_headline(run))
     planned, missing = len(dict.fromkeys(run.planned)), run.unmeasured()
     others = ("skipped by a marker, failed before measuring, or are on the unreadable lines" if run.unreadable
               else "skipped by a marker or failed before measuring")
@@ -109,6 +112,7 @@ def run_status(run: Run) -> str:
             text += f", from {', '.join(f'{len(seen)} shards of {n}' for n, seen in run.shards.items())}"
         if planned:
             text += f"; {planned - len(missing)} of {planned} planned checks have figures"
+            text += f" ({len(run.crashed)} of them crashed)" if run.crashed else ""
             if missing:
                 text += f" (the others were {others}: {_checks(missing)})"
         parts.append(text + ".")
@@ -137,9 +141,12 @@ def environment(run: Run) -> str:
 def summary(run: Run) -> str:
     counts = Counter((f["suite"], f["outcome"]) for f in run.figures if f["outcome"] != "measured")
     suites = sorted({s for s, _ in counts})
-    rows = [[s, counts[(s, "pass")], counts[(s, "fail")], counts[(s, "skip")]] for s in suites]
+    rows = [[s, counts[(s, "pass")], counts[(s, "fail")], counts[(s, "skip")], counts[(s, "crashed")]] for s in suites]
     failed = [f for f in run.figures if f["outcome"] == "fail"]
-    text = _table(rows, ["suite", "passed", "failed", "skipped"]) if rows else "No asserted figures in this run."
+    text = (_table(rows, ["suite", "passed", "failed", "skipped", "crashed"]) if rows
+            else "No asserted figures in this run.")
+    if run.crashed:
+        text += "\n\n**Crashes** (each exception once)\n\n" + crashes(run)
     if failed:
         text += "\n\n**Failures**\n\n" + "\n".join(f"- `{f['test_id']}`: {describe(f)}" for f in failed)
     return text
