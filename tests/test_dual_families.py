@@ -148,6 +148,13 @@ limit = 24
 image_sizes = [[96, 96], [112, 88], [88, 112], [128, 128]]
 label_column = "shape"
 
+[datasets.shapes-captions]
+source = "shapes"
+split = "test"
+limit = 24
+image_sizes = [[96, 96], [112, 88], [88, 112], [128, 128]]
+caption_column = "captions"
+
 [prompt_sets.bare]
 templates = ["{{}}"]
 
@@ -167,17 +174,21 @@ dataset = "shapes-test"
 baseline = "bare"
 candidate = "photo"
 
+[[retrieval]]
+dataset = "shapes-captions"
+
 [benchmarks]
 batch_sizes = [2]
 rounds = 2
 """
 
 
-def family_matrix(built: dict[str, dict], path: Path) -> Path:
-    """Every tiny dual family as a model entry (SigLIP 2 first: the benchmarks' single-model cases take it)."""
+def family_matrix(built: dict[str, dict], path: Path, baselines: Path | None = None) -> Path:
+    """Every tiny dual family as a model entry (SigLIP 2 first: the benchmarks' single-model cases take it), with
+    its baseline folder under `baselines` when given."""
     order = ["siglip2", *(n for n in DUAL if n != "siglip2")]
-    models = "".join(f'[models.{n}]\nbackend = "{built[n]["backend"]}"\nmodel = "{built[n]["model"]}"\n\n'
-                     for n in order)
+    models = "".join(f'[models.{n}]\n' + "".join(f'{k} = "{v}"\n' for k, v in built[n].items())
+                     + (f'baseline = "{baselines / n}"\n' if baselines else "") + "\n" for n in order)
     path.write_text(models + MATRIX.format())
     return path
 
@@ -187,21 +198,52 @@ def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600)
 
 
-@pytest.mark.integration  # whole pytest sessions: tox -e integration
+@pytest.mark.families  # whole pytest sessions: tox -e families (CI)
 def test_the_suites_and_benchmarks_run_on_every_dual_family(built, tmp_path):
-    matrix = family_matrix(built, tmp_path / "families.toml")
-    records = tmp_path / "records.jsonl"
-    suites = run(["--pyargs", "mmtests.suites", f"--mm-config={matrix}", f"--mm-records={records}", "-m", "clip"],
-                 tmp_path)
+    """One session records every family's baseline (zero-shot, prompt gain, retrieval); a second one is gated
+    against it and agrees; a copy of SigLIP 2 with its image projection head scaled down turns the gates red."""
+    baselines = tmp_path / "baselines"
+    matrix = family_matrix(built, tmp_path / "families.toml", baselines)
+    records = tmp_path / "first" / "records.jsonl"
+    suites = run(["--pyargs", "mmtests.suites", f"--mm-config={matrix}", f"--mm-records={records}", "-m", "clip",
+                  "--mm-save-baseline"], tmp_path)
     assert suites.returncode == 0, suites.stdout[-3000:]
     assert "Traceback" not in suites.stdout + suites.stderr
     figures = read_run(records).figures
     for name in DUAL:
         mine = [f for f in figures if f.get("model") == name]
-        assert {f["metric"] for f in mine} >= {"top1", "gain"}, name
+        assert {f["metric"] for f in mine} >= {"top1", "gain", "image_to_text_r1", "text_to_image_r10"}, name
         assert all(f["outcome"] in ("pass", "measured") for f in mine), [f for f in mine if f["outcome"] != "pass"]
         top1 = [f["value"] for f in mine if f["metric"] == "top1"]
         assert len(top1) == 2 and all(0 <= v <= 1 for v in top1)
+        assert (baselines / name / "outcomes.json").is_file(), name
+
+    second = tmp_path / "second" / "records.jsonl"
+    again = run(["--pyargs", "mmtests.suites", f"--mm-config={matrix}", f"--mm-records={second}", "-m", "clip"],
+                tmp_path)
+    assert again.returncode == 0, again.stdout[-3000:]
+    gated = [f for f in read_run(second).figures if f["metric"].endswith("_vs_baseline") or "baseline" in f["metric"]]
+    assert {f.get("model") for f in gated} >= set(DUAL), "a family without a baseline gate"
+    assert {f["outcome"] for f in gated} == {"pass"}, [(f["test_id"], f["metric"]) for f in gated
+                                                       if f["outcome"] != "pass"]
+
+    # The known-good self, broken: SigLIP 2's image features halved in one direction (its attention-pooling
+    # head's output projection, first output row scaled by .5), under the same entry and baseline.
+    broken = tmp_path / "siglip2-broken"
+    broken.mkdir()
+    for f in Path(built["siglip2"]["model"]).iterdir():
+        (broken / f.name).write_bytes(f.read_bytes())
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(str(broken / "model.safetensors"))
+    key = next(k for k in weights if k.startswith("vision_model.head.mlp.fc2.weight"))
+    weights[key][0] *= 0.5
+    save_file(weights, str(broken / "model.safetensors"), metadata={"format": "pt"})
+    family_matrix({**built, "siglip2": {**built["siglip2"], "model": str(broken)}}, tmp_path / "broken.toml", baselines)
+    red = run(["--pyargs", "mmtests.suites", f"--mm-config={tmp_path / 'broken.toml'}", "--mm-model=siglip2",
+               f"--mm-records={tmp_path / 'broken' / 'records.jsonl'}", "-m", "clip"], tmp_path)
+    failed = {f["metric"] for f in read_run(tmp_path / "broken" / "records.jsonl").figures if f["outcome"] == "fail"}
+    assert red.returncode == 1 and failed, red.stdout[-3000:]
 
     # The benchmarks' passes, run once each (--benchmark-disable: timing is not what is tested here).
     bench = run([str(Path(__file__).resolve().parents[1] / "mmtests" / "benchmarks"), f"--mm-config={matrix}",
