@@ -127,7 +127,8 @@ def _pyplot():
 
 
 def attention_heatmaps(samples: list[dict], control: list[dict] | None, out: Path, title: str) -> Path:
-    """Each image, then the model's attention over its patches overlaid, then the control's; box drawn."""
+    """Each image, then the model's attention over it overlaid, then the control's; box drawn. The map and box are
+    in the sample's `extent` (original pixels: any model family is drawn alike)."""
     import numpy as np
     from matplotlib.patches import Rectangle
 
@@ -141,7 +142,7 @@ def attention_heatmaps(samples: list[dict], control: list[dict] | None, out: Pat
             if i >= len(items):
                 continue
             s = items[i]
-            h, w = s["crop"]
+            h, w = (int(v) for v in s["extent"])
             image = s["image"]
             ax.imshow(image, extent=(0, w, h, 0))
             if label != "image":
@@ -152,7 +153,8 @@ def attention_heatmaps(samples: list[dict], control: list[dict] | None, out: Pat
             ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="cyan", linewidth=1.5))
             if i == 0:
                 ax.set_title(label, fontsize=8, loc="left")
-    fig.suptitle(f"{title}\nanswer position's attention over image patches (mean of layers and heads); cyan: box",
+    fig.suptitle(f"{title}\nanswer position's attention over the image, each token's spread over the region it covers "
+                 "(mean of layers and heads); cyan: box",
                  fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
