@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import DEFAULT_CONFIG
-from .edits import _image_processor, code_fault, _json, _noise, _open_clip_preprocess, _permuted, _reinit, _set
+from .edits import _image_processor, _json, _noise, _open_clip_preprocess, _permuted, _reinit, _set, code_fault
 
 ZOO = DEFAULT_CONFIG.parent / "zoo"
 # The model of the default matrix each fault is applied to: its entry, the files it lives in, the models
