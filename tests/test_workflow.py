@@ -168,5 +168,7 @@ def test_the_integration_tests_have_an_environment_and_the_default_run_leaves_th
     ini = tox()
     assert ini["testenv:integration"]["commands"].startswith("pytest -m integration")
     project = (ROOT / "pyproject.toml").read_text()
-    assert "-m 'not slow and not integration'" in project
+    assert "-m 'not slow and not integration and not families'" in project
+    assert ini["testenv:families"]["commands"].startswith("pytest -m families")
+    assert "tox -e families" in (ROOT / ".ci" / "run").read_text()
     assert (ROOT / ".ci" / "run").read_text().count("tox -e tests") == 1  # CI's command is the README's

@@ -1,8 +1,10 @@
-"""Vision-language models of the LLaVA family through transformers' own processor and chat template.
+"""Vision-language models through transformers' own processor and chat template.
 
-Any checkpoint `AutoModelForImageTextToText` and `AutoProcessor` load (hub id or local directory)
-works for answers. Attention maps additionally need the image to become one grid of patch tokens
-(LLaVA-1.5 style); models that tile images (LLaVA-NeXT "anyres") are refused with the reason.
+Any checkpoint `AutoModelForImageTextToText` and `AutoProcessor` load (hub id or local directory) works: LLaVA-1.5,
+LLaVA-NeXT, LLaVA-OneVision, Qwen2-VL / Qwen2.5-VL, Idefics3 / SmolVLM, PaliGemma, Gemma 3, Mllama and others.
+What differs between families (how images are batched, how a prompt is built without a chat template, which
+positions attend which) is a table of facts in `mmtests.adapters.vlm_facts`; where the image's tokens are is read
+from what the processor returns.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from ..errors import EntryError
 from .base import dynamic_int8
 from .family import check_backend
 from .hf_checkpoint import Checkpoint
+from .vlm_facts import VLMFacts, facts_of
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,20 @@ class AttentionMaps:
     image_size: tuple[int, int] | None = None  # (width, height) of the RGB image given to the processor
 
 
+def processor_batch(processor, facts: VLMFacts, images, texts: list[str], device: torch.device, dtype: torch.dtype,
+                    suffixes: list[str] | None = None):
+    """The processor's batch for one image per text, as a flat list or one list per sample (the family's fact),
+    on `device` (floating tensors, the pixels, in `dtype` on CUDA; ids, masks and grids keep theirs)."""
+    # The one RGB rule (alpha on white, 16-bit scaled, first frame) before the processor's own conversion.
+    images = [to_rgb(image)[0] for image in images]
+    if facts.nested_images:
+        images = [[image] for image in images]
+    extra = {"suffix": suffixes} if suffixes else {}
+    inputs = processor(images=images, text=texts, padding=True, return_tensors="pt", **extra)
+    inputs.pop("labels", None)  # PaliGemma returns training labels; nothing here computes a loss
+    return inputs.to(device, dtype=dtype) if device.type == "cuda" else inputs
+
+
 def _dtype(device: torch.device, dtype: str | None) -> torch.dtype:
     if dtype:
         return getattr(torch, dtype)
@@ -77,7 +94,12 @@ class VisionLanguageModel:
         self.processor = checkpoint.load(", ".join(filter(None, (checkpoint.tokenizer_files(), "processor_config.json"))),
                                          lambda: AutoProcessor.from_pretrained(model_id, local_files_only=not online))
         checkpoint.check_vocabulary(self.processor.tokenizer)
-        if not getattr(self.processor, "chat_template", None):
+        from transformers import AutoConfig
+
+        config = checkpoint.load("config.json", lambda: AutoConfig.from_pretrained(model_id,
+                                                                                  local_files_only=not online))
+        self.facts: VLMFacts = facts_of(config.model_type)
+        if not getattr(self.processor, "chat_template", None) and not self.facts.prompt_without_template:
             raise EntryError(f"{f'[models.{entry}]' if entry else model_id}: '{model_id}' has no chat template "
                              "(chat_template.jinja or chat_template in its processor/tokenizer config), so prompts "
                              "cannot be built as the model was trained; save the processor with its chat template")
@@ -98,17 +120,20 @@ class VisionLanguageModel:
                                  else "") for k in unknown]
             raise EntryError(f"{f'[models.{entry}]' if entry else model_id}: generation has no setting "
                              f"{', '.join(hints)}; use generate() settings of transformers' GenerationConfig")
-        self.image_token_id = self.model.config.image_token_id
+        self.image_token_id = getattr(self.model.config, "image_token_id", None)
 
     def prompt(self, question: str) -> str:
+        """The text given to the processor: the chat template's user turn with one image and the question, then
+        the model's turn opened; without a template, the family's own form (PaliGemma: the question itself, to
+        which the processor adds the image tokens, BOS and a newline)."""
+        if not getattr(self.processor, "chat_template", None):
+            # facts.prompt_without_template == "prefix" (checked at load): the image marker, then the question
+            return f"{getattr(self.processor, 'image_token', '')}{question}"
         conversation = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
         return self.processor.apply_chat_template(conversation, add_generation_prompt=True)
 
-    def _inputs(self, images, texts: list[str]):
-        # The one RGB rule (alpha on white, 16-bit scaled, first frame) before the processor's own conversion.
-        images = [to_rgb(image)[0] for image in images]
-        inputs = self.processor(images=images, text=texts, padding=True, return_tensors="pt")
-        return inputs.to(self.device, dtype=self.model.dtype) if self.device.type == "cuda" else inputs
+    def _inputs(self, images, texts: list[str], suffixes: list[str] | None = None):
+        return processor_batch(self.processor, self.facts, images, texts, self.device, self.model.dtype, suffixes)
 
     @torch.no_grad()
     def generate(self, images, questions: list[str], max_new_tokens: int, batch_size: int = 32) -> list[Generation]:
@@ -141,38 +166,61 @@ class VisionLanguageModel:
             out.append(torch.log_softmax(logits, dim=-1).cpu())
         return torch.cat(out)
 
-    def patch_grid(self, n_image_tokens: int) -> tuple[int, int]:
-        vision = self.model.config.vision_config
-        side = vision.image_size // vision.patch_size
-        if side * side != n_image_tokens:
-            raise ValueError(
-                f"{self.name}: {n_image_tokens} image tokens are not one {side}x{side} patch grid "
-                "(a tiling model such as LLaVA-NeXT?); attention maps need LLaVA-1.5-style single-grid models")
-        return side, side
+    def patch_grid(self, n_image_tokens: int) -> tuple[int, int] | None:
+        """The rows x cols grid of a single-grid family (LLaVA-1.5) when the image's tokens form it; else None
+        (tiles, dynamic resolution, pooling: `mmtests.adapters.geometry` maps those through the processor)."""
+        vision = getattr(self.model.config, "vision_config", None)
+        size, patch = getattr(vision, "image_size", None), getattr(vision, "patch_size", None)
+        if not self.facts.single_grid or not isinstance(size, int) or not isinstance(patch, int):
+            return None
+        side = size // patch
+        return (side, side) if side * side == n_image_tokens else None
 
-    @torch.no_grad()
-    def attention_maps(self, image, question: str, answer: str | None = None) -> AttentionMaps:
-        """Per-layer, per-head attention of the language model over one prompt (+ answer, teacher-forced)."""
-        text = self.prompt(question) + (f" {answer}" if answer else "")
-        inputs = self._inputs([image], [text])
-        if answer:
-            prompt_len = self._inputs([image], [self.prompt(question)])["input_ids"].shape[1]
-        else:
-            prompt_len = inputs["input_ids"].shape[1]
+    def _forward_attentions(self, inputs) -> tuple:
         previous = self.model.config._attn_implementation
         self.model.set_attn_implementation("eager")  # sdpa cannot return attention weights
         try:
-            out = self.model(**inputs, output_attentions=True)
+            return self.model(**inputs, output_attentions=True).attentions
         finally:
             self.model.set_attn_implementation(previous)
-        att = torch.stack([a[0].float().cpu() for a in out.attentions])  # layers, heads, query, key
+
+    @torch.no_grad()
+    def attention_maps(self, image, question: str, answer: str | None = None) -> AttentionMaps:
+        """Per-layer, per-head attention of the language model over one prompt (+ answer, teacher-forced).
+
+        For a "cross" family (Mllama) the maps are its cross-attention layers', whose keys are the vision tokens
+        (every tile's tokens in order); `segments["image"]` and `image_positions` then index those keys."""
+        prompt = self.prompt(question)
+        prompt_inputs = self._inputs([image], [prompt])
+        prompt_len = prompt_inputs["input_ids"].shape[1]
+        if not answer:
+            inputs = prompt_inputs
+        elif getattr(self.processor, "chat_template", None):
+            inputs = self._inputs([image], [f"{prompt} {answer}"])
+        else:  # a prefix-LM: the answer is the suffix, which attends causally
+            inputs = self._inputs([image], [prompt], suffixes=[answer])
         tokens = inputs["input_ids"][0].tolist()
-        where = [i for i, t in enumerate(tokens) if t == self.image_token_id]
-        if not where or where != list(range(where[0], where[-1] + 1)):
-            raise ValueError(f"{self.name}: the prompt's image tokens are missing or not contiguous")
-        first, last = where[0], where[-1] + 1
-        segments = {"prefix": (0, first), "image": (first, last), "instruction": (last, prompt_len),
-                    "generated": (prompt_len, len(tokens))}
-        return AttentionMaps(att, tokens, segments, self.patch_grid(last - first), prompt_len - 1,
-                             image_positions=where, inputs={k: v.cpu() for k, v in inputs.items()},
+        layers = self._forward_attentions(inputs)
+        bidirectional = None
+        if self.facts.mask == "cross":
+            cross = set(self.model.config.get_text_config().cross_attention_layers)
+            att = torch.stack([a[0].float().cpu() for i, a in enumerate(layers) if i in cross])
+            where = list(range(att.shape[-1]))
+            segments = {"prefix": (0, 0), "image": (0, len(where)), "instruction": (0, prompt_len),
+                        "generated": (prompt_len, len(tokens))}
+        else:
+            att = torch.stack([a[0].float().cpu() for a in layers])  # layers, heads, query, key
+            where = [i for i, t in enumerate(tokens) if t == self.image_token_id]
+            if not where:
+                raise ValueError(f"{self.name}: the prompt holds no image token (id {self.image_token_id})")
+            segments = {"prefix": (0, where[0]), "image": (where[0], where[-1] + 1),
+                        "instruction": (where[-1] + 1, prompt_len), "generated": (prompt_len, len(tokens))}
+            if self.facts.mask == "prefix":
+                kind = inputs["token_type_ids"][0].tolist()
+                block = [i for i, t in enumerate(kind) if t == self.facts.bidirectional_type]
+                bidirectional = (block[0], block[-1] + 1) if block else None
+        contiguous = where == list(range(where[0], where[-1] + 1)) if where else False
+        grid = self.patch_grid(len(where)) if contiguous else None
+        return AttentionMaps(att, tokens, segments, grid, prompt_len - 1, image_positions=where, mask=self.facts.mask,
+                             bidirectional=bidirectional, inputs={k: v.cpu() for k, v in inputs.items()},
                              image_size=to_rgb(image)[0].size)

@@ -1,13 +1,14 @@
-"""LLaVA generation passes for benchmarks: prefill (time to first token) and fixed-length decoding.
+"""Vision-language generation passes for benchmarks: prefill (time to first token) and fixed-length decoding.
 
-Models: the embedded tiny LLaVA (trained weights, through the matrix) and LLaVA-1.5 architectures
-with random weights: `llava-1.5-7b-shapes` (CLIP ViT-L/14 at 336 px + Llama-2-7B sizes, for GPUs)
-and `llava-reduced` (ViT-B/32 at 224 px + an 8-layer, 512-wide Llama, for CPUs). Speed does not
-depend on the weights' values; nothing is downloaded.
+Models: the matrix's vision-language entries of any family (through the suites' own adapter) and LLaVA-1.5
+architectures with random weights: `llava-1.5-7b-shapes` (CLIP ViT-L/14 at 336 px + Llama-2-7B sizes, for GPUs)
+and `llava-reduced` (ViT-B/32 at 224 px + an 8-layer, 512-wide Llama, for CPUs), with a LLaVA processor over the
+shapes world's words. Speed does not depend on the weights' values; nothing is downloaded.
 
-Inputs are synthetic and seeded: one image per sequence and a fixed prompt of `PROMPT_TOKENS`
-text tokens around the image tokens, no padding, so every round does the same work. Decoding
-always produces exactly `new_tokens` tokens (`min_new_tokens` holds EOS back).
+Inputs are made by the model's own processor (its resizing, tiling, image_sizes / image_grid_thw, pixel and
+cross-attention masks) from a real shapes-world image and a fixed question in the model's prompt form, the same
+for every sequence of the batch (no padding), so every round does the same work. Decoding always produces
+exactly `new_tokens` tokens (`min_new_tokens` holds EOS back).
 """
 
 from __future__ import annotations
@@ -17,7 +18,29 @@ from dataclasses import dataclass
 
 import torch
 
-PROMPT_TOKENS = 24  # text tokens around the image, as in a one-line question with its chat template
+QUESTION = "what colour is the big shape? where is the big shape? how many shapes are there?"
+IMAGE_SEED = 0  # the shapes-world test scene every sequence shows
+
+
+@dataclass
+class Loaded:
+    """A model to time with what makes its inputs: the processor, the family's facts and the prompt form."""
+
+    model: object
+    processor: object
+    facts: object  # mmtests.adapters.vlm_facts.VLMFacts
+    prompt: Callable[[str], str]
+
+    def inputs(self, batch_size: int) -> dict:
+        """`batch_size` copies of the question about the shapes image, through the processor, on the model's device."""
+        from PIL import Image
+
+        from ..adapters.llava import processor_batch
+        from ..data.render import render_scene
+
+        image = Image.fromarray(render_scene(IMAGE_SEED, "test")[0])
+        return dict(processor_batch(self.processor, self.facts, [image] * batch_size,
+                                    [self.prompt(QUESTION)] * batch_size, self.model.device, self.model.dtype))
 
 
 @dataclass(frozen=True)
@@ -55,15 +78,36 @@ RANDOM = {
 }
 
 
-def random_llava(architecture: str, device: torch.device, dtype: torch.dtype, seed: int = 0):
-    """A LLaVA-1.5-style model of the named sizes with random weights, built directly on `device`."""
-    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+def random_llava(architecture: str, device: torch.device, dtype: torch.dtype, seed: int = 0) -> Loaded:
+    """A LLaVA-1.5-style model of the named sizes with random weights, built directly on `device`, with a LLaVA
+    processor (CLIP preprocessing at the tower's size, a word tokenizer in the model's vocabulary)."""
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
+
+    from ..adapters.vlm_facts import facts_of
+    from ..tiny_families.tokenizer import build_word_tokenizer
+    from ..tiny_families.vlm import LLAVA_TEMPLATE, words
 
     sizes = RANDOM[architecture]
     vision = CLIPVisionConfig(**sizes["vision"])
-    text = LlamaConfig(**sizes["text"], bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    vocab = sizes["text"]["vocab_size"]
+    tok = build_word_tokenizer(words(), vocab, sizes["text"]["max_position_embeddings"], append_eos=False,
+                               extra_specials=("<image>",), padding_side="left")
+    side = vision.image_size
+    processor = LlavaProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": side},
+                                                                  crop_size={"height": side, "width": side}),
+                               tokenizer=tok, patch_size=vision.patch_size, vision_feature_select_strategy="default",
+                               num_additional_image_tokens=1, chat_template=LLAVA_TEMPLATE)
+    text = LlamaConfig(**sizes["text"], bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                       pad_token_id=tok.pad_token_id)
     n_image = (vision.image_size // vision.patch_size) ** 2
-    config = LlavaConfig(vision_config=vision, text_config=text, image_token_index=sizes["text"]["vocab_size"] - 1,
+    config = LlavaConfig(vision_config=vision, text_config=text, image_token_index=tok.convert_tokens_to_ids("<image>"),
                          vision_feature_layer=-2, vision_feature_select_strategy="default", image_seq_length=n_image,
                          projector_hidden_act="gelu")
     torch.manual_seed(seed)
@@ -74,28 +118,13 @@ def random_llava(architecture: str, device: torch.device, dtype: torch.dtype, se
             model = LlavaForConditionalGeneration(config)
     finally:
         torch.set_default_dtype(previous)
-    model.generation_config.pad_token_id = 0
-    return model.eval()
+    model.generation_config.pad_token_id = tok.pad_token_id
 
+    def prompt(question: str) -> str:
+        message = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+        return processor.apply_chat_template(message, add_generation_prompt=True)
 
-def synthetic_inputs(model, batch_size: int, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Seeded pixels and token ids: BOS, the image tokens, then PROMPT_TOKENS ordinary tokens."""
-    cfg = model.config
-    vision = cfg.vision_config
-    n_image = (vision.image_size // vision.patch_size) ** 2
-    g = torch.Generator().manual_seed(seed)
-    vocab = cfg.text_config.vocab_size
-    special = {cfg.image_token_id, cfg.text_config.bos_token_id, cfg.text_config.eos_token_id,
-               cfg.text_config.pad_token_id}
-    ordinary = torch.tensor([t for t in range(min(vocab, 4096)) if t not in special])
-    text = ordinary[torch.randint(len(ordinary), (batch_size, PROMPT_TOKENS), generator=g)]
-    bos = torch.full((batch_size, 1), cfg.text_config.bos_token_id if cfg.text_config.bos_token_id is not None else 1)
-    image = torch.full((batch_size, n_image), cfg.image_token_id)
-    ids = torch.cat([bos, image, text], dim=1)
-    pixels = torch.randn(batch_size, 3, vision.image_size, vision.image_size, generator=g)
-    device = model.device
-    return {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device),
-            "pixel_values": pixels.to(device, model.dtype)}
+    return Loaded(model.eval(), processor, facts_of("llava"), prompt)
 
 
 def prefill(model, inputs: dict) -> Callable[[], torch.Tensor]:
@@ -118,20 +147,22 @@ def language_model_bytes(model) -> int:
     """Bytes of the language model's weights (and head): what each decode step must read at least."""
     from .perf import weight_bytes
 
-    return weight_bytes(model.model.language_model) + weight_bytes(model.lm_head)
+    inner = model.model
+    language = getattr(inner, "language_model", None) or getattr(inner, "text_model", None)  # Idefics3: text_model
+    return weight_bytes(language) + weight_bytes(model.lm_head)
 
 
 def kv_cache_bytes(model, batch_size: int, length: int) -> int:
     """Bytes of keys and values held for `length` positions, all layers: read once per decode step."""
-    t = model.config.text_config
+    t = model.config.get_text_config()
     head_dim = getattr(t, "head_dim", None) or t.hidden_size // t.num_attention_heads
     return 2 * t.num_hidden_layers * batch_size * length * t.num_key_value_heads * head_dim * model.dtype.itemsize
 
 
-def load(model: GenModel, device: torch.device):
-    """The model to time: a matrix entry through the suites' own loader (its dtype, quantization, chat template
-    checks; a hub id not cached here is ModelUnavailable, a broken checkpoint an EntryError naming the file),
-    or a random-weight architecture (bf16 on CUDA, float32 on a CPU)."""
+def load(model: GenModel, device: torch.device) -> Loaded:
+    """The model to time and its processor: a matrix entry through the suites' own loader (its dtype, quantization,
+    chat template checks; a hub id not cached here is ModelUnavailable, a broken checkpoint an EntryError naming the
+    file), or a random-weight architecture (bf16 on CUDA, float32 on a CPU)."""
     if model.weights == "random":
         return random_llava(model.architecture, device, torch.bfloat16 if device.type == "cuda" else torch.float32)
     from ..adapters.llava import VisionLanguageModel
@@ -139,8 +170,9 @@ def load(model: GenModel, device: torch.device):
 
     spec = model.spec
     with hub_access(False):
-        return VisionLanguageModel(spec.model, device, dtype=spec.dtype, generation=dict(spec.generation),
-                                   quantize=spec.quantize, entry=spec.name).model
+        vlm = VisionLanguageModel(spec.model, device, dtype=spec.dtype, generation=dict(spec.generation),
+                                  quantize=spec.quantize, entry=spec.name)
+    return Loaded(vlm.model, vlm.processor, vlm.facts, vlm.prompt)
 
 
 def passes_of(model: GenModel, device: str, new_tokens: int) -> Callable[[tuple[str, int]], Callable]:
@@ -149,7 +181,7 @@ def passes_of(model: GenModel, device: str, new_tokens: int) -> Callable[[tuple[
 
     def prepare(key: tuple[str, int]):
         kind, batch = key
-        inputs = synthetic_inputs(loaded, batch)
-        return prefill(loaded, inputs) if kind == "prefill" else decode(loaded, inputs, new_tokens)
+        inputs = loaded.inputs(batch)
+        return prefill(loaded.model, inputs) if kind == "prefill" else decode(loaded.model, inputs, new_tokens)
 
     return prepare

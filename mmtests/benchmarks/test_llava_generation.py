@@ -2,9 +2,10 @@
 
     pytest --pyargs mmtests.benchmarks -k llava --benchmark-enable --benchmark-only
 
-Models: the embedded tiny LLaVA (trained) and LLaVA-1.5 architectures with random weights
-(`mmtests.bench.generation`): the 7B shapes on CUDA only, a reduced variant on CPUs. Inputs are
-synthetic and seeded (one image and a fixed 24-token prompt per sequence, no padding).
+Models: the matrix's vision-language entries of every family (the embedded tiny LLaVA by default) and LLaVA-1.5
+architectures with random weights (`mmtests.bench.generation`): the 7B shapes on CUDA only, a reduced variant on
+CPUs. Inputs come from the model's own processor: a shapes-world image and a fixed question in the model's prompt
+form per sequence, no padding.
 
 - prefill: prompt and image through the model plus the first greedy token = time to first token;
 - decode: prefill plus exactly NEW_TOKENS greedy tokens with the KV cache. From the two medians of
@@ -97,8 +98,8 @@ def _common(benchmark, model: G.GenModel, llava, batch: int, phase: str) -> None
 
 
 def test_llava_prefill(benchmark, device, batches, model, batch, rounds):
-    llava = _model(model, benchmark, device)
-    inputs = G.synthetic_inputs(llava, batch)
+    loaded = _model(model, benchmark, device)
+    llava, inputs = loaded.model, loaded.inputs(batch)
     run = G.prefill(llava, inputs)
     _common(benchmark, model, llava, batch, "prefill")
     out = benchmark.pedantic(synchronized(run, device), rounds=rounds, warmup_rounds=1)
@@ -119,8 +120,8 @@ def test_llava_prefill(benchmark, device, batches, model, batch, rounds):
 
 
 def test_llava_decode(benchmark, device, batches, model, batch, rounds):
-    llava = _model(model, benchmark, device)
-    inputs = G.synthetic_inputs(llava, batch)
+    loaded = _model(model, benchmark, device)
+    llava, inputs = loaded.model, loaded.inputs(batch)
     _common(benchmark, model, llava, batch, "decode")
     out = benchmark.pedantic(synchronized(G.decode(llava, inputs, NEW_TOKENS), device), rounds=rounds, warmup_rounds=1)
     prompt = inputs["input_ids"].shape[1]

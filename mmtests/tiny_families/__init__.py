@@ -10,9 +10,9 @@ the same weights); random weights know nothing, so no accuracy is asserted on th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 
 @dataclass(frozen=True)
