@@ -65,6 +65,13 @@ def test_original_space_map_keeps_each_tokens_mass_over_its_region():
     assert canvas[:, :2].sum() == pytest.approx(1.0) and canvas[:, 2:].sum() == pytest.approx(3.0)
 
 
+def test_original_space_map_marks_what_no_token_covers():
+    regions = np.array([[5, 0, 15, 10], [np.nan] * 4])  # a centre crop: the left and right quarters cut off
+    canvas = A.original_space_map(np.array([2.0, 1.0]), regions, (20, 10), cells=4)
+    assert np.isnan(canvas[:, [0, 3]]).all() and not np.isnan(canvas[:, 1:3]).any()
+    assert np.nansum(canvas) == pytest.approx(2.0)
+
+
 def test_localization_ratio_and_pointing_against_chance():
     heat = np.ones((4, 4))
     mask = np.zeros((4, 4), dtype=bool)

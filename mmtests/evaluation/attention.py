@@ -98,7 +98,8 @@ def original_space_map(values: np.ndarray, regions: np.ndarray, image_size: tupl
                        cells: int = 48) -> np.ndarray:
     """Per-token values spread over their regions on a coarse canvas over the original image ((rows, cols) cells,
     `cells` along the longer side): each cell holds the mass of every token in proportion to how much of the
-    token's region it covers, so the canvas sums to the located tokens' total whatever the family's geometry."""
+    token's region it covers, so the canvas sums (NaN-skipping) to the located tokens' total whatever the family's
+    geometry; NaN in cells no token covers (a centre crop's cut-off strips), which hold no attention by construction."""
     w, h = image_size
     cols, rows = (cells, max(1, round(cells * h / w))) if w >= h else (max(1, round(cells * w / h)), cells)
     keep = located(regions)
@@ -107,7 +108,9 @@ def original_space_map(values: np.ndarray, regions: np.ndarray, image_size: tupl
     ox = np.clip(np.minimum(r[:, 2:3], xs[None, 1:]) - np.maximum(r[:, 0:1], xs[None, :-1]), 0, None)
     oy = np.clip(np.minimum(r[:, 3:4], ys[None, 1:]) - np.maximum(r[:, 1:2], ys[None, :-1]), 0, None)
     area = (r[:, 2] - r[:, 0]) * (r[:, 3] - r[:, 1])
-    return (oy * (v / area)[:, None]).T @ ox
+    canvas = (oy * (v / area)[:, None]).T @ ox
+    canvas[(oy.T @ ox) <= 0] = np.nan  # no token covers it: cropped away, the model never saw it
+    return canvas
 
 
 @dataclass(frozen=True)
