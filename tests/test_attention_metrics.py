@@ -70,6 +70,8 @@ def test_original_space_map_marks_what_no_token_covers():
     canvas = A.original_space_map(np.array([2.0, 1.0]), regions, (20, 10), cells=4)
     assert np.isnan(canvas[:, [0, 3]]).all() and not np.isnan(canvas[:, 1:3]).any()
     assert np.nansum(canvas) == pytest.approx(2.0)
+    cut = A.original_space_map(np.array([2.0, 1.0]), np.array([[4, 0, 16, 10], [np.nan] * 4]), (20, 10), cells=4)
+    assert not np.isnan(cut).any() and np.std(cut) < 1e-12  # cells cut by the region's edges: no seam
 
 
 def test_localization_ratio_and_pointing_against_chance():

@@ -99,7 +99,9 @@ def original_space_map(values: np.ndarray, regions: np.ndarray, image_size: tupl
     """Per-token values spread over their regions on a coarse canvas over the original image ((rows, cols) cells,
     `cells` along the longer side): each cell holds the mass of every token in proportion to how much of the
     token's region it covers, so the canvas sums (NaN-skipping) to the located tokens' total whatever the family's
-    geometry; NaN in cells no token covers (a centre crop's cut-off strips), which hold no attention by construction."""
+    geometry when the regions' edges fall on cell edges; a cell a crop edge cuts holds what its covered part would
+    if it filled the cell (no dark seam along the edge); NaN in cells no token covers (a centre crop's cut-off
+    strips), which hold no attention by construction."""
     w, h = image_size
     cols, rows = (cells, max(1, round(cells * h / w))) if w >= h else (max(1, round(cells * w / h)), cells)
     keep = located(regions)
@@ -109,7 +111,10 @@ def original_space_map(values: np.ndarray, regions: np.ndarray, image_size: tupl
     oy = np.clip(np.minimum(r[:, 3:4], ys[None, 1:]) - np.maximum(r[:, 1:2], ys[None, :-1]), 0, None)
     area = (r[:, 2] - r[:, 0]) * (r[:, 3] - r[:, 1])
     canvas = (oy * (v / area)[:, None]).T @ ox
-    canvas[(oy.T @ ox) <= 0] = np.nan  # no token covers it: cropped away, the model never saw it
+    covered = (oy.T @ ox) / ((xs[1] - xs[0]) * (ys[1] - ys[0]))  # share of each cell under a region (2: two views)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        canvas = canvas / np.minimum(covered, 1.0)  # a cell cut by a crop edge: as if its covered part filled it
+    canvas[covered <= 1e-12] = np.nan  # no token covers it: cropped away, the model never saw it
     return canvas
 
 

@@ -129,6 +129,8 @@ def _pyplot():
 def attention_heatmaps(samples: list[dict], control: list[dict] | None, out: Path, title: str) -> Path:
     """Each image, then the model's attention over it overlaid, then the control's; box drawn. The map and box are
     in the sample's `extent` (original pixels: any model family is drawn alike)."""
+    import textwrap
+
     import numpy as np
     from matplotlib.patches import Rectangle
 
@@ -158,9 +160,9 @@ def attention_heatmaps(samples: list[dict], control: list[dict] | None, out: Pat
             ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="cyan", linewidth=1.5))
             if i == 0:
                 ax.set_title(label, fontsize=8, loc="left")
-    fig.suptitle(f"{title}\nanswer position's attention over the image, each token's spread over the region it covers "
-                 "(mean of layers and heads); cyan: box; washed out: not seen by the model (cropped away)",
-                 fontsize=8)
+    caption = ("answer position's attention over the image, each token's spread over the region it covers (mean of "
+               "layers and heads); cyan: box; washed out: not seen by the model (cropped away)")
+    fig.suptitle(f"{title}\n" + textwrap.fill(caption, max(40, int(14 * 2.1 * n))), fontsize=8)  # ~14 chars an inch
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
