@@ -20,15 +20,22 @@ from .paired import paired_drop
 #   against the float32 baselines: 3 times the worst deviation measured, rounded up. Worst measured,
 #   bf16 / int8: agreement .991 / .978, probability change .027 / .093, cosine 1 - 4.5e-5 / 1 - 5e-4,
 #   first-token KL 1.7e-5 / 5e-4, accuracy drop .01 / .02 (never beyond chance).
+# - attention (max_attention_change: the largest relative change of a sample's inside/outside ratio;
+#   max_share_change: of a per-layer image share; the pointing outcomes use min_agreement), same runs with
+#   the tiny LLaVA's [[attention]] check (24 colour questions, with its control): float32 clean reruns
+#   identical (0 and 0; tolerances 1e-3 and 1e-4 leave the same room for other kernels as the probability's);
+#   worst bf16 / int8: ratio .0043 / .040, share .0015 / .0097, pointing agreement 1 / 1, the same questions
+#   answered correctly; tolerances 3 times that, rounded up. The patch-grid-column-major fault moved the ratio
+#   by .36 (5.03 -> 3.23) and the pointing agreement to .75: red at every precision.
 # - float16 is not measured here (no GPU in this project's CI); it takes bfloat16's tolerances, which
 #   bound it from above (fp16 keeps 3 more mantissa bits).
 TOLERANCES: dict[str, dict[str, float]] = {
     "float32": {"max_drop": 0.0, "min_agreement": 0.998, "max_score_change": 1e-4, "min_cosine": 0.9999,
                 "max_kl": 1e-5, "max_attention_change": 1e-3, "max_share_change": 1e-4},
     "bfloat16": {"max_drop": 0.01, "min_agreement": 0.98, "max_score_change": 0.1, "min_cosine": 0.9998,
-                 "max_kl": 1e-4, "max_attention_change": 0.1, "max_share_change": 0.05},
+                 "max_kl": 1e-4, "max_attention_change": 0.02, "max_share_change": 0.005},
     "int8": {"max_drop": 0.02, "min_agreement": 0.93, "max_score_change": 0.3, "min_cosine": 0.998, "max_kl": 2e-3,
-             "max_attention_change": 0.3, "max_share_change": 0.1},
+             "max_attention_change": 0.2, "max_share_change": 0.03},
 }
 TOLERANCES["float16"] = TOLERANCES["bfloat16"]
 ALPHA = 0.05  # confidence of the paired accuracy gate: red only when worse beyond chance at 95%
