@@ -35,21 +35,43 @@ def test_image_and_sink_shares():
     assert A.sink_share(att, 4).tolist() == [0.25]
 
 
-def test_patch_maps_follow_row_major_grid():
+def test_token_maps_follow_the_image_positions():
     att = torch.zeros(1, 1, 7, 7)
-    att[0, 0, 6, 1 + 2 * 2 + 1] = 1.0  # image tokens at 1..5 (a 2 x 3 grid); token 5 -> row 1, col 2
-    grid = A.patch_maps(att, (1, 7), 6, (2, 3))
-    assert grid.shape == (1, 2, 3) and grid[0, 1, 2] == 1.0
+    att[0, 0, 6, 4] = 1.0  # image tokens at positions 1, 2, 4, 5 (text at 3): position 4 is the third
+    maps = A.token_maps(att, [1, 2, 4, 5], 6)
+    assert maps.shape == (1, 4) and maps[0].tolist() == [0, 0, 1, 0]
 
 
-def test_box_mask_uses_patch_centres():
-    mask = A.box_mask([0, 0, 16, 8], (4, 4), (32, 32))  # 8 px patches; centres at 4, 12, 20, 28
-    assert mask.sum() == 2 and mask[0, 0] and mask[0, 1]
+def test_inside_tokens_use_region_centres_and_skip_tokens_without_a_region():
+    regions = np.array([[0, 0, 8, 8], [8, 0, 16, 8], [16, 0, 24, 8], [np.nan] * 4], dtype=float)
+    assert A.inside_tokens(regions, [0, 0, 13, 8]).tolist() == [True, True, False, False]
+    assert A.inside_fraction(regions, [0, 0, 12, 8]).tolist() == [1.0, 0.5, 0.0, 0.0]
 
 
-def test_box_through_resize_and_centre_crop():
-    # 128 x 64 image, shortest edge -> 32 (scale .5, 64 x 32), centre crop 32 x 32 drops 16 px each side
-    assert A.box_in_model_pixels([64, 0, 128, 64], (128, 64), 32, (32, 32)) == [16.0, 0.0, 48.0, 32.0]
+def test_a_prefix_mask_allows_its_block_and_cross_attention_has_no_order():
+    att = causal_softmax(t=6)
+    att[0, 0, 1, 2] = 0.3  # inside a bidirectional block [0, 3)
+    assert A.causal_leak(att, "prefix", (0, 3)) == 0.0
+    assert A.causal_leak(att) == pytest.approx(0.3)
+    att[0, 0, 3, 5] = 0.2  # outside it
+    assert A.causal_leak(att, "prefix", (0, 3)) == pytest.approx(0.2)
+    assert A.causal_leak(att, "cross") == 0.0
+
+
+def test_original_space_map_keeps_each_tokens_mass_over_its_region():
+    regions = np.array([[0, 0, 10, 10], [10, 0, 20, 10], [np.nan] * 4])
+    canvas = A.original_space_map(np.array([1.0, 3.0, 5.0]), regions, (20, 10), cells=4)
+    assert canvas.shape == (2, 4) and canvas.sum() == pytest.approx(4.0)
+    assert canvas[:, :2].sum() == pytest.approx(1.0) and canvas[:, 2:].sum() == pytest.approx(3.0)
+
+
+def test_original_space_map_marks_what_no_token_covers():
+    regions = np.array([[5, 0, 15, 10], [np.nan] * 4])  # a centre crop: the left and right quarters cut off
+    canvas = A.original_space_map(np.array([2.0, 1.0]), regions, (20, 10), cells=4)
+    assert np.isnan(canvas[:, [0, 3]]).all() and not np.isnan(canvas[:, 1:3]).any()
+    assert np.nansum(canvas) == pytest.approx(2.0)
+    cut = A.original_space_map(np.array([2.0, 1.0]), np.array([[4, 0, 16, 10], [np.nan] * 4]), (20, 10), cells=4)
+    assert not np.isnan(cut).any() and np.std(cut) < 1e-12  # cells cut by the region's edges: no seam
 
 
 def test_localization_ratio_and_pointing_against_chance():
@@ -78,8 +100,8 @@ def answer_sample():
     att[0, 1, 5] = torch.tensor([0.0, 0.2, 0.2, 0.2, 0.2, 0.2], dtype=torch.float64)
     att[1, 0, 5] = torch.tensor([0.6, 0.0, 0.4, 0.0, 0.0, 0.0], dtype=torch.float64)
     att[1, 1, 5] = torch.tensor([0.4, 0.0, 0.2, 0.0, 0.0, 0.4], dtype=torch.float64)
-    mask = np.array([[True, False], [False, False]])  # the box covers the top-left patch
-    return A.answer_attention(att, (1, 5), 5, (2, 2), mask)
+    regions = np.array([[0, 0, 8, 8], [8, 0, 16, 8], [0, 8, 8, 16], [8, 8, 16, 16]], dtype=float)  # a 2 x 2 grid
+    return A.answer_attention(att, (1, 5), 5, regions, [0, 0, 8, 8])  # the box covers the top-left patch
 
 
 def test_answer_attention_averages_heads_per_layer():
@@ -93,7 +115,7 @@ def test_answer_attention_averages_heads_per_layer():
 
 def test_answer_attention_localizes_the_map_averaged_over_layers_and_heads():
     a = answer_sample()
-    assert a.mean_map == pytest.approx(np.array([[0.15, 0.225], [0.075, 0.075]]))
+    assert a.mean_map == pytest.approx(np.array([0.15, 0.225, 0.075, 0.075]))
     assert a.localization.inside_outside == pytest.approx(0.15 / 0.125)  # outside: (.225 + .075 + .075) / 3
     assert not a.localization.pointing_hit  # the top patch is the top-right one
     assert a.localization.chance == 0.25

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import DEFAULT_CONFIG
-from .edits import _image_processor, _json, _noise, _open_clip_preprocess, _permuted, _reinit, _set
+from .edits import _image_processor, _json, _noise, _open_clip_preprocess, _permuted, _reinit, _set, code_fault
 
 ZOO = DEFAULT_CONFIG.parent / "zoo"
 # The model of the default matrix each fault is applied to: its entry, the files it lives in, the models
@@ -31,6 +31,7 @@ class Fault:
     what: str
     files: Callable[[Path], None] | None = None  # edits the copied model folder in place
     matrix: Callable[[str], str] | None = None  # edits the matrix text
+    code: Callable[[Path], None] | None = None  # writes the plugin that breaks mmtests' own code into the run's folder
 
     @property
     def dual_encoder(self) -> bool:
@@ -98,6 +99,9 @@ CATALOGUE = [
           lambda f: _json(f / "tokenizer_config.json", lambda c: c.update(model_input_names=["input_ids"]))),
     Fault("llava-mean-std-0.5", "tiny-llava", "LLaVA image processor mean/std 0.5",
           _image_processor("processor_config.json", image_mean=[0.5] * 3, image_std=[0.5] * 3)),
+    Fault("patch-grid-column-major", "tiny-llava", "image tokens mapped to patches column-major (mmtests' geometry)",
+          code=code_fault("mmtests.adapters.geometry", "r, c = np.divmod(np.arange(rows * cols), cols)",
+                          "c, r = np.divmod(np.arange(rows * cols), rows)")),
     Fault("noise-0.1-language-model", "tiny-llava", "weight noise 0.1 x std in the language model",
           _noise(("language_model.",), 0.1)),
 ]

@@ -123,3 +123,21 @@ def _image_processor(file: str, **changes) -> Callable[[Path], None]:
         (c["image_processor"] if "image_processor" in c else c).update(changes)
 
     return lambda folder: _json(folder / file, edit)
+
+
+CODE_PLUGIN = "mmtests_code_fault"  # the pytest plugin (a module in the run's folder) that applies a code fault
+
+
+def code_fault(module: str, old: str, new: str) -> Callable[[Path], None]:
+    """A one-line fault in mmtests' own code: writes a pytest plugin into the run's folder that re-executes
+    `module`'s source with `old` replaced by `new` (in place, so every later call through the module uses it)."""
+    def write(workdir: Path) -> None:
+        (workdir / f"{CODE_PLUGIN}.py").write_text(
+            "import importlib, inspect\n"
+            f"_module = importlib.import_module({module!r})\n"
+            "_source = inspect.getsource(_module)\n"
+            f"if {old!r} not in _source:\n"
+            f"    raise RuntimeError({f'{module} has no line {old!r}: the code changed; update mmtests.faults'!r})\n"
+            f"exec(compile(_source.replace({old!r}, {new!r}, 1), _module.__file__, 'exec'), _module.__dict__)\n")
+
+    return write

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..config import DEFAULT_CONFIG
 from .catalogue import TARGETS, ZOO, Fault
+from .edits import CODE_PLUGIN
 
 
 @dataclass
@@ -44,6 +45,9 @@ def _run(matrix: Path, models: list[str], workdir: Path, batch: int | None = Non
     if select:
         cmd += ["-k", select]
     env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    if (workdir / f"{CODE_PLUGIN}.py").is_file():  # a code fault: its plugin, importable from the run's folder
+        cmd += ["-p", CODE_PLUGIN]
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(workdir), env.get("PYTHONPATH"))))
     start = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=workdir)
     if log is not None:
@@ -70,6 +74,8 @@ def apply(fault: Fault, workdir: Path) -> Path:
         text = text.replace(line, f'model = "{prefix}{copy}"')
     if fault.matrix is not None:
         text = fault.matrix(text)
+    if fault.code is not None:
+        fault.code(workdir)
     # Everything else stays relative to the packaged default's folder.
     text = re.sub(r'"(local-dir:)?zoo/', lambda m: f'"{m.group(1) or ""}{ZOO}/', text)
     matrix = workdir / "matrix.toml"

@@ -1,8 +1,10 @@
 """Data behind the report's pictures, stored beside the records by the suites and drawn by the report.
 
-A heatmap set is an `.npz` file: per sample the image (uint8, H x W x 3), the attention map over its
-patches, the box of the asked-about object and the crop size (model pixels), for the model and,
-where there is one, the control model on the same questions.
+A heatmap set is an `.npz` file: per sample the image (uint8, H x W x 3), the attention map on a coarse canvas
+over the original image (each image token's attention spread over the region of the image it covers, so every
+model family is drawn alike), the box of the asked-about object and the extent (H, W) the map and box are in
+(original pixels), for the model and, where there is one, the control model on the same questions. Sets written
+before the extent existed hold the model's crop size instead ("crop": map and box in model pixels).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-FIELDS = ("image", "map", "box", "crop")
+FIELDS = ("image", "map", "box", "extent")
 
 
 def save_heatmaps(path: Path, samples: list[dict], control: list[dict] | None, title: str) -> Path:
@@ -34,7 +36,10 @@ def load_heatmaps(path: Path) -> tuple[list[dict], list[dict] | None, str]:
 
     with np.load(path) as data:
         counts = json.loads(str(data["counts"]))
-        groups = {group: [{key: data[f"{group}/{i}/{key}"] for key in FIELDS} for i in range(counts[group])]
-                  for group in ("model", "control")}
+        def sample(group: str, i: int) -> dict:
+            old = f"{group}/{i}/extent" not in data  # an older set: the crop size, in model pixels
+            return {key: data[f"{group}/{i}/{'crop' if old and key == 'extent' else key}"] for key in FIELDS}
+
+        groups = {group: [sample(group, i) for i in range(counts[group])] for group in ("model", "control")}
         title = str(data["title"])
     return groups["model"], groups["control"] or None, title

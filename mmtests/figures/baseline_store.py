@@ -36,9 +36,12 @@ RERECORD = "re-record it from a known-good run with `pytest --mm-save-baseline`"
 FIELDS: dict[str, tuple[type, str]] = {
     "predicted": (int, "class indices"), "probability": (float, "numbers"), "correct": (bool, "true/false"),
     "text": (str, "strings"), "kind": (str, "strings"), "rank": (int, "ranks"), "score": (float, "numbers"),
+    "question": (int, "question indices"), "inside_outside": (float, "numbers"), "pointing_hit": (bool, "true/false"),
+    "image_share_by_layer": (list, "per-layer lists of numbers"),
 }
 REQUIRED = {"zero_shot": ("predicted", "probability", "correct"), "answers": ("text", "correct", "kind"),
-            "retrieval": ("rank", "score")}
+            "retrieval": ("rank", "score"),
+            "attention": ("question", "inside_outside", "pointing_hit", "image_share_by_layer")}
 TOP_LEVEL = {"model": str, "environment": dict, "samples": dict}
 SHOWN = 3  # problems named in one message
 

@@ -86,6 +86,16 @@ METRICS: dict[str, Metric] = _rows(
     *[m for way in ("image_to_text", "text_to_image") for m in (
         Metric(f"{way}_r1_vs_baseline"), Metric(f"{way}_rank_agreement"), Metric(f"{way}_score_change", LOWER))],
     Metric("captions_cosine"),
+    Metric("attention_vs_baseline"),
+    Metric("inside_outside_vs_baseline", LOWER),
+    Metric("pointing_vs_baseline"),
+    Metric("image_share_vs_baseline", LOWER),
+    Metric("attention_samples_vs_baseline"),
+    Metric("control_attention_vs_baseline"),
+    Metric("control_inside_outside_vs_baseline", LOWER),
+    Metric("control_pointing_vs_baseline"),
+    Metric("control_image_share_vs_baseline", LOWER),
+    Metric("control_attention_samples_vs_baseline"),
     # why a check has no figure
     Metric("usable"),
     Metric("available"),

@@ -127,7 +127,10 @@ def _pyplot():
 
 
 def attention_heatmaps(samples: list[dict], control: list[dict] | None, out: Path, title: str) -> Path:
-    """Each image, then the model's attention over its patches overlaid, then the control's; box drawn."""
+    """Each image, then the model's attention over it overlaid, then the control's; box drawn. The map and box are
+    in the sample's `extent` (original pixels: any model family is drawn alike)."""
+    import textwrap
+
     import numpy as np
     from matplotlib.patches import Rectangle
 
@@ -141,19 +144,25 @@ def attention_heatmaps(samples: list[dict], control: list[dict] | None, out: Pat
             if i >= len(items):
                 continue
             s = items[i]
-            h, w = s["crop"]
+            h, w = (int(v) for v in s["extent"])
             image = s["image"]
             ax.imshow(image, extent=(0, w, h, 0))
             if label != "image":
                 heat = np.asarray(s["map"], dtype=float)
-                heat = heat / heat.max() if heat.max() > 0 else heat
+                top = np.nanmax(heat) if np.isfinite(heat).any() else 0.0
+                heat = heat / top if top > 0 else heat
                 ax.imshow(heat, cmap="inferno", alpha=0.6, extent=(0, w, h, 0), interpolation="nearest")
+                unseen = np.isnan(heat)  # no image token covers it (cropped away): washed out, not "no attention"
+                if unseen.any():
+                    ax.imshow(np.where(unseen, 1.0, np.nan), cmap="gray", vmin=0, vmax=1, alpha=0.7,
+                              extent=(0, w, h, 0), interpolation="nearest")
             x0, y0, x1, y1 = s["box"]
             ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="cyan", linewidth=1.5))
             if i == 0:
                 ax.set_title(label, fontsize=8, loc="left")
-    fig.suptitle(f"{title}\nanswer position's attention over image patches (mean of layers and heads); cyan: box",
-                 fontsize=8)
+    caption = ("answer position's attention over the image, each token's spread over the region it covers (mean of "
+               "layers and heads); cyan: box; washed out: not seen by the model (cropped away)")
+    fig.suptitle(f"{title}\n" + textwrap.fill(caption, max(40, int(14 * 2.1 * n))), fontsize=8)  # ~14 chars an inch
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
+from ..adapters import geometry
 from ..adapters.llava import Generation, VisionLanguageModel
 from ..config import AttentionCheck, DatasetSpec, Matrix, QuestionSet
 from ..data.facts import COLOURS, SHAPES
@@ -49,9 +50,13 @@ class AttentionSummary:
     heads: int
     expected_layers: int
     expected_heads: int
-    grid: tuple[int, int]
-    image_tokens: int
+    grid: tuple[int, int] | None  # a single patch grid's rows x cols (LLaVA-1.5 style), else None
+    image_tokens: int  # image tokens in the sequence (the last sample's)
     dtype: str = "float32"  # the model's compute dtype, which bounds how exactly rows can sum to 1
+    expected_image_tokens: int = 0  # regions the processor's geometry gives the image (the last sample's)
+    mask: str = "causal"  # the attention mask's kind: causal, prefix or cross
+    shape_mismatch: str = ""  # the first sample whose image tokens and geometry disagree (it is not measured)
+    questions: list[int] = field(default_factory=list)  # per sample: its index in the question set
     row_sum_error: float = 0.0
     causal_leak: float = 0.0
     image_share: list[np.ndarray] = field(default_factory=list)  # per sample, per layer
@@ -62,7 +67,7 @@ class AttentionSummary:
     ratio: list[float] = field(default_factory=list)  # per sample, map averaged over layers and heads
     hit: list[bool] = field(default_factory=list)
     chance: list[float] = field(default_factory=list)
-    heatmaps: list[dict] = field(default_factory=list)  # image, box (model pixels), map, question, answer
+    heatmaps: list[dict] = field(default_factory=list)  # image, box and map over the original image, extent (h, w)
 
     def add(self, sample: A.AnswerAttention) -> None:
         """One more sample: the structural errors are the worst seen, the other figures kept per sample."""
@@ -221,7 +226,8 @@ class VLMCache:
 
     def _attention(self, model: str, check: AttentionCheck, answered_only: bool = True) -> AttentionSummary | None:
         """Attention summary of `model` (the check's model or its control) on the questions the check's model
-        answers correctly (model and control on the same samples), or on every question with a box."""
+        answers correctly (model and control on the same samples), or on every question with a box. Boxes stay in
+        original pixels: each image token is placed by the region of the image its processor made it from."""
         qset = self.matrix.question_sets[check.question_set]
         items, _ = self.attention_items(check)
         if not answered_only:
@@ -235,27 +241,36 @@ class VLMCache:
         ds = self.images(qset)
         column = self.matrix.datasets[qset.dataset].image_column
         text = vlm.model.config.text_config
-        ip = vlm.processor.image_processor
         summary = None
+        index = {id(q): i for i, q in enumerate(self.questions(check.question_set))}
         for q in items:
             image = ds[q.image][column]
             maps = vlm.attention_maps(image, q.qa.question)
-            if maps.grid is None or not getattr(ip, "crop_size", None):
-                raise EntryError(f"[models.{model}]: attention maps are measured here for single-grid models "
-                                 f"(LLaVA-1.5); a {vlm.model.config.model_type!r} model's image tokens "
-                                 f"({len(maps.image_positions)}, mask {maps.mask!r}) need the processor's geometry")
-            crop = (ip.crop_size["height"], ip.crop_size["width"])
-            att, span = maps.attentions, maps.segments["image"]
+            att = maps.attentions
+            regions = geometry.image_token_regions(vlm.processor, maps.image_size, maps.inputs,
+                                                   patch_size=getattr(vlm.model.config.vision_config, "patch_size",
+                                                                      None))
             if summary is None:
                 summary = AttentionSummary(model, att.shape[0], att.shape[1], text.num_hidden_layers,
-                                           text.num_attention_heads, maps.grid, span[1] - span[0],
-                                           str(vlm.model.dtype).removeprefix("torch."))
-            box = A.box_in_model_pixels(q.bbox, image.size, ip.size.get("shortest_edge", crop[0]), crop)
-            sample = A.answer_attention(att, span, maps.answer_position, maps.grid, A.box_mask(box, maps.grid, crop))
+                                           text.num_attention_heads, maps.grid, len(maps.image_positions),
+                                           str(vlm.model.dtype).removeprefix("torch."),
+                                           expected_image_tokens=len(regions), mask=maps.mask)
+            summary.image_tokens, summary.expected_image_tokens = len(maps.image_positions), len(regions)
+            if len(regions) != len(maps.image_positions):
+                summary.shape_mismatch = summary.shape_mismatch or (
+                    f"{len(maps.image_positions)} image tokens in the sequence, {len(regions)} regions by the "
+                    f"processor's geometry ({type(vlm.processor).__name__}, image {maps.image_size[0]} x "
+                    f"{maps.image_size[1]})")
+                continue
+            sample = A.answer_attention(att, maps.image_positions, maps.answer_position, regions, q.bbox,
+                                        mask=maps.mask, bidirectional=maps.bidirectional)
             summary.add(sample)
+            summary.questions.append(index[id(q)])
             if len(summary.heatmaps) < HEATMAPS_KEPT:
-                summary.heatmaps.append({"image": np.asarray(to_rgb(image)[0]), "box": box, "map": sample.mean_map,
-                                         "crop": crop, "question": q.qa.question})
+                summary.heatmaps.append({"image": np.asarray(to_rgb(image)[0]), "box": list(q.bbox),
+                                         "map": A.original_space_map(sample.mean_map, regions, maps.image_size),
+                                         "extent": (maps.image_size[1], maps.image_size[0]),
+                                         "question": q.qa.question})
         return summary
 
 

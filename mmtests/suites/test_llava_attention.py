@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 import torch
 
+from mmtests.figures import gates
 from mmtests.figures.artifacts import save_heatmaps
+from mmtests.figures.baseline_store import digest
 from mmtests.figures.check import judged, measured
 
 pytestmark = pytest.mark.llava
@@ -55,20 +57,26 @@ def test_attention_rows_sum_to_one(attention_check, mm, request):
 
 
 def test_attention_is_causal(attention_check, mm, request):
+    """No weight where the model's mask kind forbids it: a later key ("causal"), a later key outside the
+    bidirectional prefix ("prefix"); cross-attention over vision keys has no order to keep."""
     s = _summary(mm, attention_check, answered_only=False)
-    _judge(mm, request, attention_check, [judged("causal_leak", s.causal_leak, 0.0,
-                                                  explain="largest weight of a query on a later key")])
+    _judge(mm, request, attention_check, [judged("causal_leak", s.causal_leak, 0.0, fields={"mask": s.mask},
+                                                  explain=f"largest weight the {s.mask!r} mask forbids")])
 
 
 def test_attention_shapes(attention_check, mm, request):
-    """Layers and heads as the model config says; one image token per patch of the grid."""
+    """Layers and heads as the model config says; as many image tokens as the processor's geometry gives the
+    image regions (tiles, newlines, merged or pooled patches included)."""
     s = _summary(mm, attention_check, answered_only=False)
-    rows, cols = s.grid
-    ok = (s.layers, s.heads) == (s.expected_layers, s.expected_heads) and s.image_tokens == rows * cols
-    check = judged("shapes", float(ok), 1.0, fields={"layers": s.layers, "heads": s.heads, "grid": [rows, cols],
-                                                       "image_tokens": s.image_tokens},
+    ok = ((s.layers, s.heads) == (s.expected_layers, s.expected_heads) and not s.shape_mismatch
+          and s.image_tokens == s.expected_image_tokens)
+    grid = list(s.grid) if s.grid else None
+    check = judged("shapes", float(ok), 1.0, fields={"layers": s.layers, "heads": s.heads, "grid": grid,
+                                                       "image_tokens": s.image_tokens,
+                                                       "expected_image_tokens": s.expected_image_tokens},
                      explain=f"{s.layers} layers x {s.heads} heads (config {s.expected_layers} x {s.expected_heads}); "
-                             f"{s.image_tokens} image tokens for a {rows}x{cols} patch grid")
+                             + (s.shape_mismatch or f"{s.image_tokens} image tokens, {s.expected_image_tokens} "
+                                "regions by the processor's geometry"))
     _judge(mm, request, attention_check, [check])
 
 
@@ -122,3 +130,37 @@ def test_localization(attention_check, mm, request):
                              f"rows: image, {c.model}, control {c.control}; {c.kind} questions" if control else c.model)
     checks.append(measured("heatmaps", None, fields={"artifact": str(heatmaps)}))
     _judge(mm, request, c, checks, control=c.control, n=len(s.ratio), answered=len(s.ratio), of=total)
+
+
+def _attention_samples(mm, check, model):
+    """`model`'s per-sample attention outcomes on the check's questions (the check's model's correct answers),
+    logged beside the records and kept for --mm-save-baseline; with its baseline's, when it has one."""
+    vlms = mm.vlms
+    s = _summary(mm, check, model)
+    candidates = [(i, q) for i, q in enumerate(vlms.questions(check.question_set)) if q.qa.kind == check.kind and q.bbox]
+    truth = digest([[i, q.qa.question, q.qa.answer, list(q.bbox)] for i, q in candidates])
+    key = f"attention/{check.question_set}/{check.kind}"
+    mine = {"digest": truth, "question": list(s.questions), "inside_outside": [float(x) for x in s.ratio],
+            "pointing_hit": [bool(x) for x in s.hit],
+            "image_share_by_layer": [[float(v) for v in x] for x in s.image_share]}
+    mm.samples(model, key, mine)
+    baseline = mm.available(mm.baseline, model, test_id=check.id, suite="attention")
+    base = mm.available(baseline.entry, key, model, truth, test_id=check.id, suite="attention") if baseline else None
+    return mine, base
+
+
+def test_attention_matches_baseline(attention_check, mm, request):
+    """Sample by sample, the model (and its control) attend as their known-good selves: inside/outside ratio,
+    pointing outcome and per-layer image share within tolerances measured on clean reruns. The floors above
+    judge how good localization is; this gate notices that it changed."""
+    c = attention_check
+    _measurable(mm, request, c)
+    checks = []
+    for model, role in ((c.model, ""), (c.control, "control_")) if c.control else ((c.model, ""),):
+        mine, base = _attention_samples(mm, c, model)
+        if base is None:
+            why = "recording the baseline" if mm.saving else f"model {model!r} names no baseline"
+            checks.append(measured(f"{role}attention_vs_baseline", None, explain=why))
+            continue
+        checks += gates.attention_gates(role, base, mine, mm.tolerances(model))
+    _judge(mm, request, c, checks, control=c.control)
