@@ -20,7 +20,7 @@ IMAGE_TOKENS = {
     "llava-next": 16 + 64 + 8, "llava-onevision": 16 + 64 + 8,  # base view + 2x2 tiles (8x8 patches) + 8 row ends
     "qwen2-vl": 16, "qwen2-5-vl": 16,  # 8x8 patches merged 2x2
     "idefics3": 5 * 4, "smolvlm": 5 * 4,  # 2x2 tiles + the global view, 4x4 patches shuffled 2x2 each
-    "paligemma": 16, "gemma3": 4,  # one 4x4 grid; Gemma 3 pools it to 2x2
+    "paligemma": 16, "gemma3": 16,  # PaliGemma: one 4x4 grid; Gemma 3: an 8x8 grid pooled to 4x4
     "mllama": 4 * 17,  # cross-attention keys: 4 tiles of a class token and 4x4 patches
 }
 QUESTIONS = [ps[0] for k, ps in PHRASINGS.items() if "{o}" not in ps[0]]

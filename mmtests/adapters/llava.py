@@ -184,6 +184,12 @@ class VisionLanguageModel:
         finally:
             self.model.set_attn_implementation(previous)
 
+    def attention_layers(self) -> int:
+        """How many layers' maps `attention_maps` returns, by the config: every language-model layer, or for a
+        "cross" family its cross-attention layers."""
+        text = self.model.config.get_text_config()
+        return len(text.cross_attention_layers) if self.facts.mask == "cross" else text.num_hidden_layers
+
     @torch.no_grad()
     def attention_maps(self, image, question: str, answer: str | None = None) -> AttentionMaps:
         """Per-layer, per-head attention of the language model over one prompt (+ answer, teacher-forced).

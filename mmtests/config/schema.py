@@ -214,6 +214,9 @@ class StabilityCheck(VLMCheck):
 class AttentionCheck(VLMCheck):
     kind: str = key(Text(), "colour")  # the question kind whose answer position is analysed
     samples: int = key(Number(1, 10_000, to=int), 16)
+    # "answered": the questions the model answers correctly (a model that cannot answer cannot pass by where it
+    # looks); "all": every question of the kind with a box (random-weight models, which answer none correctly)
+    on: str = key(Choice(("answered", "all"), said="'answered' or 'all'"), "answered")
     control: str | None = key(Vlm(), None)  # a model measured the same way, for comparison (stage-1-only...)
     row_sum_tolerance: float = bound("row_sum_error", 1e-3, to=None)
     # mean attention inside the box / outside, mean over layers and heads

@@ -125,9 +125,13 @@ class Localization:
     chance: float  # share of tokens inside the box: the pointing game's chance rate
 
 
+class LocalizationUndefined(ValueError):
+    """The box holds no image token's centre, or every one: inside/outside and the pointing game say nothing."""
+
+
 def localization(attention_map: np.ndarray, mask: np.ndarray) -> Localization:
     if not mask.any() or mask.all():
-        raise ValueError("the box covers no patch or every patch; localization is undefined")
+        raise LocalizationUndefined("the box covers no patch or every patch; localization is undefined")
     inside, outside = attention_map[mask].mean(), attention_map[~mask].mean()
     ratio = float(inside / outside) if outside > 0 else float("inf")
     top = np.unravel_index(np.argmax(attention_map), attention_map.shape)

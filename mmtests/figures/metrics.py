@@ -98,6 +98,7 @@ METRICS: dict[str, Metric] = _rows(
     Metric("control_attention_samples_vs_baseline"),
     # why a check has no figure
     Metric("usable"),
+    Metric("localizable_samples", label="samples whose box localization is defined"),
     Metric("available"),
 )
 

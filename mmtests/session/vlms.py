@@ -55,6 +55,7 @@ class AttentionSummary:
     dtype: str = "float32"  # the model's compute dtype, which bounds how exactly rows can sum to 1
     expected_image_tokens: int = 0  # regions the processor's geometry gives the image (the last sample's)
     mask: str = "causal"  # the attention mask's kind: causal, prefix or cross
+    undefined: int = 0  # samples left out: their box holds no image token's centre, or every one
     shape_mismatch: str = ""  # the first sample whose image tokens and geometry disagree (it is not measured)
     questions: list[int] = field(default_factory=list)  # per sample: its index in the question set
     row_sum_error: float = 0.0
@@ -214,11 +215,11 @@ class VLMCache:
 
     def attention_items(self, check: AttentionCheck) -> tuple[list[Question], int]:
         """The check's questions with a box that its model answers correctly (so a model that cannot answer
-        cannot pass by where it looks), and how many questions of the kind had a box."""
+        cannot pass by where it looks; every one with `on = "all"`), and how many questions of the kind had a box."""
         qset = self.matrix.question_sets[check.question_set]
-        correct = self.correct(check.model, check.question_set)
-        boxed = [(q, ok) for q, ok in zip(self.questions(check.question_set), correct, strict=True)
-                 if q.qa.kind == check.kind and q.bbox]
+        correct = self.correct(check.model, check.question_set) if check.on == "answered" else None
+        boxed = [(q, ok) for q, ok in zip(self.questions(check.question_set), correct or [True] * len(
+                 self.questions(check.question_set)), strict=True) if q.qa.kind == check.kind and q.bbox]
         if not boxed:
             raise EntryError(f"question set {qset.name!r} has no {check.kind!r} questions with a box "
                              f"(bbox_column {qset.bbox_column!r}); attention checks need one")
@@ -251,7 +252,7 @@ class VLMCache:
                                                    patch_size=getattr(vlm.model.config.vision_config, "patch_size",
                                                                       None))
             if summary is None:
-                summary = AttentionSummary(model, att.shape[0], att.shape[1], text.num_hidden_layers,
+                summary = AttentionSummary(model, att.shape[0], att.shape[1], vlm.attention_layers(),
                                            text.num_attention_heads, maps.grid, len(maps.image_positions),
                                            str(vlm.model.dtype).removeprefix("torch."),
                                            expected_image_tokens=len(regions), mask=maps.mask)
@@ -262,8 +263,12 @@ class VLMCache:
                     f"processor's geometry ({type(vlm.processor).__name__}, image {maps.image_size[0]} x "
                     f"{maps.image_size[1]})")
                 continue
-            sample = A.answer_attention(att, maps.image_positions, maps.answer_position, regions, q.bbox,
-                                        mask=maps.mask, bidirectional=maps.bidirectional)
+            try:
+                sample = A.answer_attention(att, maps.image_positions, maps.answer_position, regions, q.bbox,
+                                            mask=maps.mask, bidirectional=maps.bidirectional)
+            except A.LocalizationUndefined:
+                summary.undefined += 1  # a box too small for the model's tokens, or covering all of them
+                continue
             summary.add(sample)
             summary.questions.append(index[id(q)])
             if len(summary.heatmaps) < HEATMAPS_KEPT:

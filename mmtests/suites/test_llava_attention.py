@@ -37,14 +37,20 @@ def _judge(mm, request, check, checks, **extra):
 
 
 def _measurable(mm, request, check):
-    """The attention summary over the correctly answered questions; fails when there are too few."""
+    """The attention summary over the correctly answered questions (every boxed one with `on = "all"`); fails when
+    too few are answered correctly."""
     items, total = mm.available(mm.vlms.attention_items, check, test_id=check.id, suite="attention")
     needed = min(MIN_SAMPLES, check.samples)
-    if len(items) < needed:
+    if len(items) < needed and check.on == "answered":
         _judge(mm, request, check, [judged("answered_for_attention", len(items), needed,
                                              explain=f"the model answers {len(items)} of {total} {check.kind!r} "
                                                      "questions correctly; attention is measured on correct answers")])
-    return _summary(mm, check)
+    s = _summary(mm, check)
+    if s is not None and not s.ratio:
+        _judge(mm, request, check, [judged("localizable_samples", 0, 1, explain=(
+            s.shape_mismatch or f"in every sampled question ({s.undefined}) the box holds no image token's centre, "
+            "or all of them: the model's image tokens are too coarse for these boxes"))])
+    return s
 
 
 def test_attention_rows_sum_to_one(attention_check, mm, request):

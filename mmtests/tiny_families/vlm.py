@@ -258,18 +258,20 @@ GEMMA_SPECIALS = ("<start_of_turn>", "<end_of_turn>", "<start_of_image>", "<end_
 
 
 def gemma3(folder: Path, seed: int) -> dict:
-    """Gemma 3 pools each image's patch grid (4x4 here) to `mm_tokens_per_image` tokens (2x2), which attend both ways."""
+    """Gemma 3 pools each image's patch grid (8x8 here) to `mm_tokens_per_image` tokens (4x4), which attend both ways
+    (4x4, not fewer: a shapes object's box must hold some token centres and not all for localization to be defined)."""
     from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3ImageProcessor, Gemma3Processor
 
     tok = tokenizer(GEMMA_SPECIALS, extra_special_tokens={"image_token": "<image_soft_token>",
                                                           "boi_token": "<start_of_image>",
                                                           "eoi_token": "<end_of_image>"})
-    ip = Gemma3ImageProcessor(size={"height": TILE, "width": TILE}, image_mean=MEAN, image_std=STD,
+    ip = Gemma3ImageProcessor(size={"height": 2 * TILE, "width": 2 * TILE}, image_mean=MEAN, image_std=STD,
                               do_pan_and_scan=False)
-    processor = Gemma3Processor(image_processor=ip, tokenizer=tok, image_seq_length=4, chat_template=GEMMA_TEMPLATE)
+    processor = Gemma3Processor(image_processor=ip, tokenizer=tok, image_seq_length=16, chat_template=GEMMA_TEMPLATE)
     text = dict(TEXT, **ids(tok), sliding_window=64, layer_types=["sliding_attention", "full_attention"])
-    config = Gemma3Config(text_config=text, vision_config=dict(SIGLIP, model_type="siglip_vision_model"),
-                          mm_tokens_per_image=4, boi_token_index=tok.convert_tokens_to_ids("<start_of_image>"),
+    config = Gemma3Config(text_config=text, vision_config=dict(SIGLIP, image_size=2 * TILE,
+                                                                model_type="siglip_vision_model"),
+                          mm_tokens_per_image=16, boi_token_index=tok.convert_tokens_to_ids("<start_of_image>"),
                           eoi_token_index=tok.convert_tokens_to_ids("<end_of_image>"),
                           image_token_index=tok.convert_tokens_to_ids("<image_soft_token>"))
     return save(folder, seed, processor, lambda: Gemma3ForConditionalGeneration(config))
