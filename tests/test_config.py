@@ -288,3 +288,25 @@ def test_an_entry_rejected_for_its_own_problem_is_not_also_called_undefined(tmp_
 def test_a_matrix_path_that_is_not_a_regular_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match="'/dev/null' is not a regular file; pass a TOML file to --mm-config"):
         load_matrix("/dev/null")
+
+
+def _default_matrix():
+    from pathlib import Path
+
+    import mmtests
+
+    return load_matrix(Path(mmtests.__file__).parent / "default.toml")
+
+
+@pytest.mark.parametrize("model", sorted(_default_matrix().models))
+def test_narrowing_to_a_model_keeps_the_controls_its_attention_checks_measure(model):
+    """--mm-model NAME keeps NAME's checks; a kept attention check's control stays loadable, with none of its own
+    checks (else the check crashes on a model the narrowed matrix does not have)."""
+    full = _default_matrix()
+    narrowed = full.narrowed([model], None)
+    for check in narrowed.attention:
+        assert check.control is None or check.control in narrowed.models
+    checks = [*narrowed.zero_shot, *narrowed.prompt_gain, *narrowed.retrieval, *narrowed.answers, *narrowed.pope,
+              *narrowed.stability, *narrowed.attention]
+    assert {c.model for c in checks} <= {model}
+    assert set(narrowed.models) == {model} | {c.control for c in narrowed.attention if c.control}

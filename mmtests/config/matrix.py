@@ -69,9 +69,12 @@ class Matrix:
         def vlm(checks):
             return [c for c in checks if c.model in keep_m and c.question_set in keep_q]
 
+        # A kept attention check's control model stays loadable (it is measured beside the check's model), though
+        # none of its own checks is kept.
+        controls = {c.control for c in vlm(self.attention) if c.control}
         return Matrix(
             path=self.path,
-            models={k: v for k, v in self.models.items() if k in keep_m},
+            models={k: v for k, v in self.models.items() if k in keep_m | controls},
             datasets={k: v for k, v in self.datasets.items() if k in keep_d},
             prompt_sets=self.prompt_sets,
             zero_shot=[c for c in self.zero_shot if c.model in keep_m and c.dataset in keep_d],
