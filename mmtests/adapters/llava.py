@@ -67,6 +67,17 @@ def processor_batch(processor, facts: VLMFacts, images, texts: list[str], device
     return inputs.to(device, dtype=dtype) if device.type == "cuda" else inputs
 
 
+def prompt_text(processor, question: str) -> str:
+    """The text given to the processor: the chat template's user turn with one image and the question, then the
+    model's turn opened; without a template, the family's own form (PaliGemma: the question itself, to which the
+    processor adds the image tokens, BOS and a newline)."""
+    if not getattr(processor, "chat_template", None):
+        # facts.prompt_without_template == "prefix" (checked at load): the image marker, then the question
+        return f"{getattr(processor, 'image_token', '')}{question}"
+    conversation = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+    return processor.apply_chat_template(conversation, add_generation_prompt=True)
+
+
 def _dtype(device: torch.device, dtype: str | None) -> torch.dtype:
     if dtype:
         return getattr(torch, dtype)
@@ -123,14 +134,7 @@ class VisionLanguageModel:
         self.image_token_id = getattr(self.model.config, "image_token_id", None)
 
     def prompt(self, question: str) -> str:
-        """The text given to the processor: the chat template's user turn with one image and the question, then
-        the model's turn opened; without a template, the family's own form (PaliGemma: the question itself, to
-        which the processor adds the image tokens, BOS and a newline)."""
-        if not getattr(self.processor, "chat_template", None):
-            # facts.prompt_without_template == "prefix" (checked at load): the image marker, then the question
-            return f"{getattr(self.processor, 'image_token', '')}{question}"
-        conversation = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
-        return self.processor.apply_chat_template(conversation, add_generation_prompt=True)
+        return prompt_text(self.processor, question)
 
     def _inputs(self, images, texts: list[str], suffixes: list[str] | None = None):
         return processor_batch(self.processor, self.facts, images, texts, self.device, self.model.dtype, suffixes)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
@@ -90,6 +91,7 @@ def random_llava(architecture: str, device: torch.device, dtype: torch.dtype, se
         LlavaProcessor,
     )
 
+    from ..adapters.llava import prompt_text
     from ..adapters.vlm_facts import facts_of
     from ..tiny_families.tokenizer import build_word_tokenizer
     from ..tiny_families.vlm import LLAVA_TEMPLATE, words
@@ -120,11 +122,7 @@ def random_llava(architecture: str, device: torch.device, dtype: torch.dtype, se
         torch.set_default_dtype(previous)
     model.generation_config.pad_token_id = tok.pad_token_id
 
-    def prompt(question: str) -> str:
-        message = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
-        return processor.apply_chat_template(message, add_generation_prompt=True)
-
-    return Loaded(model.eval(), processor, facts_of("llava"), prompt)
+    return Loaded(model.eval(), processor, facts_of("llava"), partial(prompt_text, processor))
 
 
 def prefill(model, inputs: dict) -> Callable[[], torch.Tensor]:

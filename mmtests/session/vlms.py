@@ -217,9 +217,9 @@ class VLMCache:
         """The check's questions with a box that its model answers correctly (so a model that cannot answer
         cannot pass by where it looks; every one with `on = "all"`), and how many questions of the kind had a box."""
         qset = self.matrix.question_sets[check.question_set]
-        correct = self.correct(check.model, check.question_set) if check.on == "answered" else None
-        boxed = [(q, ok) for q, ok in zip(self.questions(check.question_set), correct or [True] * len(
-                 self.questions(check.question_set)), strict=True) if q.qa.kind == check.kind and q.bbox]
+        questions = self.questions(check.question_set)
+        correct = self.correct(check.model, check.question_set) if check.on == "answered" else [True] * len(questions)
+        boxed = [(q, ok) for q, ok in zip(questions, correct, strict=True) if q.qa.kind == check.kind and q.bbox]
         if not boxed:
             raise EntryError(f"question set {qset.name!r} has no {check.kind!r} questions with a box "
                              f"(bbox_column {qset.bbox_column!r}); attention checks need one")
